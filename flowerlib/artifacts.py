@@ -1,0 +1,172 @@
+"""Where every stage reads and writes: the single place that knows the file names.
+
+Layout of a data directory::
+
+    data_dir/
+      downloads/102flowers.tgz        the verified archive (kept for re-extraction)
+      jpg/image_00001.jpg ...         the extracted images
+      imagelabels.mat, setid.mat      labels and the official split
+      splits/<split>.csv              split tables (see flowerlib.splits)
+      cache/features-<key>.npz        cached backbone features (see flowerlib.cache)
+      runs/<run>/                     one training run's artifacts:
+        model.keras  config.json  history.csv  labels.json  metrics.json
+        per_class.csv  checkpoints/  logs/
+
+Writes are atomic: content goes to a temporary file in the same folder, which is
+then renamed over the target, so a crash never leaves a half-written file that a
+later run would trust.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ARCHIVE_NAME = "102flowers.tgz"
+LABELS_NAME = "imagelabels.mat"
+SETID_NAME = "setid.mat"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Paths inside one data directory. Pure path arithmetic: touches no disk."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    @property
+    def downloads(self) -> Path:
+        return self.root / "downloads"
+
+    @property
+    def archive(self) -> Path:
+        return self.downloads / ARCHIVE_NAME
+
+    @property
+    def jpg_dir(self) -> Path:
+        return self.root / "jpg"
+
+    @property
+    def labels_mat(self) -> Path:
+        return self.root / LABELS_NAME
+
+    @property
+    def setid_mat(self) -> Path:
+        return self.root / SETID_NAME
+
+    @property
+    def splits_dir(self) -> Path:
+        return self.root / "splits"
+
+    def split_csv(self, split: str) -> Path:
+        return self.splits_dir / f"{split}.csv"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.root / "cache"
+
+    def image_path(self, image_id: int) -> Path:
+        return self.jpg_dir / image_file(image_id)
+
+    def run(self, name: str) -> RunLayout:
+        return RunLayout(self.root / "runs" / name)
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """Paths of one training run's artifacts."""
+
+    root: Path
+
+    @property
+    def model(self) -> Path:
+        return self.root / "model.keras"
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.json"
+
+    @property
+    def history(self) -> Path:
+        return self.root / "history.csv"
+
+    @property
+    def labels(self) -> Path:
+        return self.root / "labels.json"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.json"
+
+    @property
+    def per_class(self) -> Path:
+        return self.root / "per_class.csv"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+
+def image_file(image_id: int) -> str:
+    """Relative path of an image inside the data directory, e.g. `jpg/image_00001.jpg`."""
+    return f"image_{int(image_id):05d}.jpg"
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
+    """Yield a fresh temporary path beside `target`; rename it onto `target` on success.
+
+    On an exception the temporary file (or folder) is removed and `target` is
+    untouched. The temporary name ends with `target`'s suffix, because some
+    writers (Keras's `model.save`) pick the format by it.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.stem}.{uuid.uuid4().hex[:8]}.tmp{target.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    except BaseException:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_text(target: str | os.PathLike, text: str) -> Path:
+    """Atomically write `text` (UTF-8) to `target`."""
+    with atomic_path(target) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(target)
+
+
+def write_json(target: str | os.PathLike, data: Any) -> Path:
+    """Atomically write `data` as indented JSON."""
+    return write_text(target, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """Read JSON, with an error that names the file when it is missing or broken."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist.")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(
+            f"{path} is not valid JSON ({e}). Delete it and re-run the step that writes it."
+        ) from None

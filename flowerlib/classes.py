@@ -1,0 +1,45 @@
+"""The 102 class names of Oxford Flowers-102.
+
+Index `i` is label `i + 1` of `imagelabels.mat`, in the order used by
+tensorflow-datasets and torchvision.
+"""
+
+from __future__ import annotations
+
+CLASS_NAMES: tuple[str, ...] = (
+    "pink primrose", "hard-leaved pocket orchid", "canterbury bells", "sweet pea",
+    "english marigold", "tiger lily", "moon orchid", "bird of paradise", "monkshood",
+    "globe thistle", "snapdragon", "colt's foot", "king protea", "spear thistle",
+    "yellow iris", "globe-flower", "purple coneflower", "peruvian lily",
+    "balloon flower", "giant white arum lily", "fire lily", "pincushion flower",
+    "fritillary", "red ginger", "grape hyacinth", "corn poppy",
+    "prince of wales feathers", "stemless gentian", "artichoke", "sweet william",
+    "carnation", "garden phlox", "love in the mist", "mexican aster",
+    "alpine sea holly", "ruby-lipped cattleya", "cape flower", "great masterwort",
+    "siam tulip", "lenten rose", "barbeton daisy", "daffodil", "sword lily",
+    "poinsettia", "bolero deep blue", "wallflower", "marigold", "buttercup",
+    "oxeye daisy", "common dandelion", "petunia", "wild pansy", "primula",
+    "sunflower", "pelargonium", "bishop of llandaff", "gaura", "geranium",
+    "orange dahlia", "pink-yellow dahlia?", "cautleya spicata", "japanese anemone",
+    "black-eyed susan", "silverbush", "californian poppy", "osteospermum",
+    "spring crocus", "bearded iris", "windflower", "tree poppy", "gazania",
+    "azalea", "water lily", "rose", "thorn apple", "morning glory",
+    "passion flower", "lotus", "toad lily", "anthurium", "frangipani", "clematis",
+    "hibiscus", "columbine", "desert-rose", "tree mallow", "magnolia", "cyclamen",
+    "watercress", "canna lily", "hippeastrum", "bee balm", "ball moss", "foxglove",
+    "bougainvillea", "camellia", "mallow", "mexican petunia", "bromelia",
+    "blanket flower", "trumpet creeper", "blackberry lily",
+)  # fmt: skip
+
+NUM_CLASSES = len(CLASS_NAMES)
+
+
+def class_names(num_classes: int = NUM_CLASSES) -> list[str]:
+    """Names of the first `num_classes` classes (the synthetic dataset uses fewer).
+
+    Raises:
+        ValueError: `num_classes` is not in 1..102.
+    """
+    if not 1 <= num_classes <= NUM_CLASSES:
+        raise ValueError(f"num_classes must be in 1..{NUM_CLASSES}. Received num_classes={num_classes}")
+    return list(CLASS_NAMES[:num_classes])

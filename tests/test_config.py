@@ -1,0 +1,87 @@
+from pathlib import Path
+
+import pytest
+
+from flowerlib.config import Config, ConfigError
+
+
+def test_defaults_are_the_real_job():
+    cfg = Config()
+    assert (cfg.profile, cfg.backbone, cfg.weights, cfg.image_size, cfg.num_classes) == (
+        "full",
+        "resnet50",
+        "imagenet",
+        224,
+        102,
+    )
+    assert cfg.fine_tune_learning_rate < cfg.head_learning_rate
+    assert not cfg.synthetic
+
+
+def test_data_dir_defaults_to_a_per_user_cache_not_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = Config()
+    assert cfg.data_dir.is_absolute()
+    assert tmp_path not in cfg.data_dir.parents
+    assert Config.for_profile("smoke").data_dir != cfg.data_dir  # synthetic never overwrites real data
+
+
+def test_smoke_profile_is_small_and_offline():
+    cfg = Config.for_profile("smoke")
+    assert cfg.synthetic and cfg.weights is None and cfg.num_classes == 10 and cfg.image_size <= 64
+
+
+def test_from_env_reads_flowers_variables_and_overrides_win(tmp_path):
+    env = {
+        "FLOWERS_PROFILE": "smoke",
+        "FLOWERS_DATA_DIR": str(tmp_path),
+        "FLOWERS_IMAGE_SIZE": "96",
+        "FLOWERS_AUGMENT": "no",
+        "FLOWERS_WEIGHTS": "none",
+        "FLOWERS_SPLIT_FRACTIONS": "0.6,0.2,0.2",
+        "UNRELATED": "x",
+    }
+    cfg = Config.from_env(env, batch_size=8, image_size=80)
+    assert cfg.profile == "smoke" and cfg.data_dir == Path(tmp_path)
+    assert cfg.image_size == 80  # explicit override beats the environment
+    assert cfg.batch_size == 8 and cfg.augment is False and cfg.weights is None
+    assert cfg.split_fractions == (0.6, 0.2, 0.2)
+
+
+def test_weights_path_from_env_is_kept_as_a_string(tmp_path):
+    cfg = Config.from_env({"FLOWERS_WEIGHTS": str(tmp_path / "w.h5")})
+    assert cfg.weights == str(tmp_path / "w.h5")
+
+
+@pytest.mark.parametrize(
+    "env, fragment",
+    [
+        ({"FLOWERS_IMAGE_SIZE": "big"}, "FLOWERS_IMAGE_SIZE='big'"),
+        ({"FLOWERS_AUGMENT": "maybe"}, "FLOWERS_AUGMENT='maybe'"),
+        ({"FLOWERS_PROFILE": "huge"}, "profile='huge'"),
+        ({"FLOWERS_SPLIT": "kfold"}, "split='kfold'"),
+        ({"FLOWERS_IMAGE_SIZE": "16"}, "image_size=16"),
+    ],
+)
+def test_bad_values_raise_a_clear_error_that_echoes_them(env, fragment):
+    with pytest.raises(ConfigError, match=fragment.replace("(", r"\(").replace("?", r"\?")):
+        Config.from_env(env)
+
+
+def test_config_is_frozen_and_replace_returns_a_copy():
+    cfg = Config()
+    with pytest.raises(AttributeError):
+        cfg.seed = 1  # type: ignore[misc]
+    other = cfg.replace(seed=1)
+    assert other.seed == 1 and cfg.seed == 42
+
+
+def test_json_round_trip(tmp_path):
+    cfg = Config.for_profile("smoke", data_dir=tmp_path, weights=str(tmp_path / "w.h5"))
+    back = Config.from_dict(__import__("json").loads(cfg.to_json()))
+    assert back == cfg
+
+
+def test_from_dict_rejects_unknown_keys():
+    with pytest.raises(ConfigError, match="colour"):
+        Config.from_dict({"colour": "red"})
