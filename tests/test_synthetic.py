@@ -122,3 +122,20 @@ def test_bad_arguments_are_rejected_with_the_value(tmp_path, kwargs, message):
 def test_make_archive_without_images_says_what_to_run(tmp_path):
     with pytest.raises(FileNotFoundError, match="make_dataset"):
         synthetic.make_archive(tmp_path, tmp_path / "x.tgz")
+
+
+def test_step1_plots_show_one_class_per_sample_and_every_class_count(synthetic_root):
+    import matplotlib.pyplot as plt
+
+    from flowerlib import class_names, plots
+
+    labels = scipy.io.loadmat(Layout(synthetic_root).labels_mat)["labels"].ravel() - 1
+    names = class_names(10)
+    grid = plots.sample_grid(synthetic_root, labels, names, n=6, cols=3, seed=1)
+    titles = [ax.get_title() for ax in grid.axes if ax.get_title()]
+    assert len(titles) == 6 and len(set(titles)) == 6, "six images of six different classes"
+    assert all(any(name.startswith(t.rstrip("…")) for name in names) for t in titles)
+    bars = plots.class_counts(labels, names)
+    heights = [p.get_height() for p in bars.axes[0].patches]
+    assert heights == [12] * 10
+    plt.close("all")
