@@ -33,12 +33,19 @@ Three splits are available (`Config.split`):
 to `splits/<split>.csv` with a small JSON sidecar recording the parameters and
 a fingerprint of the labels and official split; the next call reads the CSV back
 unless the split name, its parameters or the dataset changed.
+
+Every image a split lists must be on disk, except in a dataset that step 1
+recorded as *partial* (a local `FLOWERS_SOURCE` folder holding only some
+images, such as the official train+val images without the test images): its
+splits cover the images present. `random` works there; `official` and
+`trainval` stop with a clear message when a part has no images.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -68,6 +75,10 @@ class SplitError(ValueError):
 
 class DatasetNotReadyError(FileNotFoundError):
     """The files step 1 (`01_download.ipynb`) writes are missing or unreadable."""
+
+
+class PartialDatasetWarning(UserWarning):
+    """The data directory holds only some of the labelled images; splits use those present."""
 
 
 # --- reading the dataset's .mat files -------------------------------------------
@@ -230,13 +241,17 @@ def _stratified(
     return ids, out
 
 
-def official_split(layout: Layout, num_classes: int | None = None) -> pd.DataFrame:
+def official_split(
+    layout: Layout, num_classes: int | None = None, *, image_ids: np.ndarray | None = None
+) -> pd.DataFrame:
     """The split published with the dataset (`setid.mat`).
 
     Args:
         layout: the data directory's `Layout`.
         num_classes: number of classes for the class names; defaults to the
             largest label + 1.
+        image_ids: keep only these images (a partial dataset, see
+            `available_image_ids`); default: every labelled image.
 
     Returns:
         The split table (1,020 train, 1,020 val, 6,149 test images on the real data).
@@ -256,6 +271,9 @@ def official_split(layout: Layout, num_classes: int | None = None) -> pd.DataFra
             f"{layout.setid_mat} lists image ids {uniq[counts > 1][:5].tolist()} in more than one part. "
             "Delete it and re-run 01_download."
         )
+    if image_ids is not None:
+        keep = np.isin(ids, image_ids)
+        ids, parts = ids[keep], parts[keep]
     return _table(layout, ids, parts, labels, num_classes)
 
 
@@ -264,6 +282,8 @@ def trainval_split(
     seed: int = 42,
     val_fraction: float = TRAINVAL_VAL_FRACTION,
     num_classes: int | None = None,
+    *,
+    image_ids: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Official train+val for training, official test for testing, as papers report.
 
@@ -276,6 +296,7 @@ def trainval_split(
         seed: seed of the held-out choice.
         val_fraction: fraction of each class's train+val images held out, in (0, 1).
         num_classes: number of classes; defaults to the largest label + 1.
+        image_ids: keep only these images (a partial dataset); default: all.
 
     Returns:
         The split table (1,836 train, 204 val, 6,149 test images on the real data).
@@ -286,7 +307,7 @@ def trainval_split(
     """
     if not 0.0 < val_fraction < 1.0:
         raise SplitError(f"val_fraction must be in (0, 1). Received val_fraction={val_fraction}")
-    official = official_split(layout, num_classes)
+    official = official_split(layout, num_classes, image_ids=image_ids)
     labels = load_labels(layout)
     num_classes = _num_classes(labels, num_classes)
     is_test = (official["split"] == "test").to_numpy()
@@ -309,8 +330,10 @@ def random_split(
     fractions: Sequence[float] = (0.7, 0.15, 0.15),
     seed: int = 42,
     num_classes: int | None = None,
+    *,
+    image_ids: np.ndarray | None = None,
 ) -> pd.DataFrame:
-    """A stratified random split of all labelled images.
+    """A stratified random split of all labelled images (or of `image_ids`).
 
     Each class is split on its own (largest-remainder rounding, at least one
     image per part), so every class is in every part and the class balance of
@@ -321,6 +344,7 @@ def random_split(
         fractions: train, val and test fractions: three positive numbers summing to 1.
         seed: seed of the shuffle.
         num_classes: number of classes; defaults to the largest label + 1.
+        image_ids: split only these images (a partial dataset); default: all.
 
     Returns:
         The split table.
@@ -335,7 +359,8 @@ def random_split(
         )
     labels = load_labels(layout)
     num_classes = _num_classes(labels, num_classes)
-    ids, parts = _stratified(np.arange(1, labels.size + 1), labels, fr, PARTS, seed, num_classes)
+    pool = np.arange(1, labels.size + 1) if image_ids is None else np.asarray(image_ids, dtype=np.int64)
+    ids, parts = _stratified(pool, labels, fr, PARTS, seed, num_classes)
     return _table(layout, ids, parts, labels, num_classes)
 
 
@@ -349,12 +374,15 @@ def split_params(cfg: Config) -> dict[str, Any]:
     return params
 
 
-def make_split(cfg: Config, layout: Layout | None = None) -> pd.DataFrame:
+def make_split(
+    cfg: Config, layout: Layout | None = None, *, image_ids: np.ndarray | None = None
+) -> pd.DataFrame:
     """Build `cfg.split`'s table (no disk writes; see `prepare_split`).
 
     Args:
         cfg: the configuration (`split`, `seed`, `split_fractions`, `num_classes`).
         layout: the data directory; defaults to `Layout(cfg.data_dir)`.
+        image_ids: use only these images (a partial dataset); default: all.
 
     Returns:
         The split table.
@@ -365,11 +393,11 @@ def make_split(cfg: Config, layout: Layout | None = None) -> pd.DataFrame:
     """
     layout = layout or Layout(cfg.data_dir)
     if cfg.split == "official":
-        return official_split(layout, cfg.num_classes)
+        return official_split(layout, cfg.num_classes, image_ids=image_ids)
     if cfg.split == "trainval":
-        return trainval_split(layout, cfg.seed, TRAINVAL_VAL_FRACTION, cfg.num_classes)
+        return trainval_split(layout, cfg.seed, TRAINVAL_VAL_FRACTION, cfg.num_classes, image_ids=image_ids)
     if cfg.split == "random":
-        return random_split(layout, cfg.split_fractions, cfg.seed, cfg.num_classes)
+        return random_split(layout, cfg.split_fractions, cfg.seed, cfg.num_classes, image_ids=image_ids)
     raise SplitError(f"Unknown split. Expected one of {SPLIT_NAMES}. Received split={cfg.split!r}")
 
 
@@ -377,12 +405,17 @@ def make_split(cfg: Config, layout: Layout | None = None) -> pd.DataFrame:
 
 
 def validate_split(
-    table: pd.DataFrame, layout: Layout, *, check_files: bool = True, require_all_classes: bool = True
+    table: pd.DataFrame,
+    layout: Layout,
+    *,
+    check_files: bool = True,
+    require_all_classes: bool = True,
+    image_ids: np.ndarray | None = None,
 ) -> None:
     """Check a split table against the dataset; raise on the first problem found.
 
     Checks: the columns; no image twice (disjoint parts); every labelled image
-    present (complete); only `train`/`val`/`test`; labels equal to
+    (or every id of `image_ids`) present, nothing else (complete); only `train`/`val`/`test`; labels equal to
     `imagelabels.mat` and within 0..C-1; file names as `Layout` writes them;
     (optionally) every class in every part and every file on disk.
 
@@ -391,6 +424,8 @@ def validate_split(
         layout: the data directory it belongs to.
         check_files: also check that every listed image file exists.
         require_all_classes: also check that every class is in every part.
+        image_ids: the images the split must cover, for a partial dataset;
+            default: every image of `imagelabels.mat`.
 
     Raises:
         SplitError: the table is inconsistent with the dataset.
@@ -406,13 +441,14 @@ def validate_split(
         raise SplitError(
             f"The split is not disjoint: image ids {uniq[counts > 1][:5].tolist()} appear more than once."
         )
-    expected = np.arange(1, labels.size + 1)
+    everything = np.arange(1, labels.size + 1)
+    expected = everything if image_ids is None else np.unique(np.asarray(image_ids, dtype=np.int64))
     if uniq.size != expected.size or not np.array_equal(uniq, expected):
         lost = np.setdiff1d(expected, uniq)
         extra = np.setdiff1d(uniq, expected)
         raise SplitError(
-            f"The split is not complete: {lost.size} labelled images are missing from it "
-            f"(e.g. {lost[:5].tolist()}) and {extra.size} ids are not in imagelabels.mat "
+            f"The split is not complete: {lost.size} of the {expected.size} images it must cover are "
+            f"missing from it (e.g. {lost[:5].tolist()}) and it lists {extra.size} other ids "
             f"(e.g. {extra[:5].tolist()}). Delete {layout.splits_dir} and re-run 02_prepare."
         )
     bad_parts = sorted(set(table["split"]) - set(PARTS))
@@ -432,12 +468,21 @@ def validate_split(
         )
     if require_all_classes:
         present = table.groupby("split")["label"].nunique()
+        partial = (
+            ""
+            if expected.size == everything.size
+            else (
+                f" Only {expected.size:,} of the {everything.size:,} labelled images are in {layout.jpg_dir} "
+                "(a partial dataset): use split='random' (FLOWERS_SPLIT=random), which splits the images "
+                "present, or get the complete dataset with 01_download."
+            )
+        )
         for part in PARTS:
             n = int(present.get(part, 0))
             if n != num_classes:
                 raise SplitError(
                     f"The {part!r} part has images of {n} of the {num_classes} classes; every class "
-                    "must be in every part."
+                    f"must be in every part.{partial}"
                 )
     if check_files:
         absent = [f for f in files if not (layout.root / f).is_file()]
@@ -465,6 +510,19 @@ def split_summary(table: pd.DataFrame) -> pd.DataFrame:
     counts.columns.name = None
     counts["total"] = counts.sum(axis=1)
     return counts.astype(int)
+
+
+def available_image_ids(layout: Layout) -> np.ndarray:
+    """Ids of the labelled images whose file is in `jpg/` (all of them unless the dataset is partial).
+
+    Args:
+        layout: the data directory.
+
+    Returns:
+        Sorted int64 array of 1-based image ids.
+    """
+    n = load_labels(layout).size
+    return np.array([i for i in range(1, n + 1) if layout.image_path(i).is_file()], dtype=np.int64)
 
 
 # --- storage ----------------------------------------------------------------------
@@ -544,6 +602,20 @@ def _stored_is_current(layout: Layout, name: str, params: dict[str, Any]) -> boo
     )
 
 
+def is_partial(layout: Layout) -> bool:
+    """Whether step 1 recorded this data directory as a deliberately partial dataset.
+
+    A local folder given as `FLOWERS_SOURCE` may hold only some of the images
+    (e.g. the official train and validation images without the 6,149 test
+    images); `flowerlib.download` records that in its marker. Splits of such a
+    dataset use only the images present. Any other missing image is an error.
+    """
+    from flowerlib.download import dataset_info
+
+    info = dataset_info(layout)
+    return bool(isinstance(info, dict) and info.get("partial"))
+
+
 def prepare_split(cfg: Config) -> pd.DataFrame:
     """The split table of `cfg.split`, read from disk when still valid, else built and written.
 
@@ -552,6 +624,11 @@ def prepare_split(cfg: Config) -> pd.DataFrame:
     same labels and official split, and the CSV's own checksum; otherwise the
     table is built again and overwritten. Either way it is checked with
     `validate_split` (including that every image file exists).
+
+    A dataset that step 1 recorded as partial (`is_partial`: a local folder
+    holding only some images) is split over the images present, with a
+    `PartialDatasetWarning`; the official and trainval splits then fail with a
+    clear message if a part (typically the official test set) has no images.
 
     Args:
         cfg: the configuration.
@@ -565,11 +642,22 @@ def prepare_split(cfg: Config) -> pd.DataFrame:
     """
     layout = Layout(cfg.data_dir)
     params = split_params(cfg)
+    image_ids = None
+    if is_partial(layout):
+        image_ids = available_image_ids(layout)
+        total = load_labels(layout).size
+        warnings.warn(
+            f"{layout.root} holds {image_ids.size:,} of the {total:,} labelled images (a partial "
+            f"dataset): the {cfg.split!r} split uses only the images present.",
+            PartialDatasetWarning,
+            stacklevel=2,
+        )
+        params["images"] = hashlib.sha256(image_ids.astype("<i8").tobytes()).hexdigest()
     if _stored_is_current(layout, cfg.split, params):
         table = load_split(layout, cfg.split)
-        validate_split(table, layout)
+        validate_split(table, layout, image_ids=image_ids)
         return table
-    table = make_split(cfg, layout)
-    validate_split(table, layout)
+    table = make_split(cfg, layout, image_ids=image_ids)
+    validate_split(table, layout, image_ids=image_ids)
     save_split(table, layout, cfg.split, params)
     return table

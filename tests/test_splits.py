@@ -236,3 +236,42 @@ def test_split_summary_counts_per_class_and_part(synthetic_root):
     assert list(summary.columns) == ["train", "val", "test", "total"]
     assert len(summary) == C and (summary["total"] == PER_CLASS).all()
     assert summary[["train", "val", "test"]].sum().to_dict() == {"train": 30, "val": 30, "test": 60}
+
+
+@pytest.fixture()
+def partial_root(data_root, monkeypatch):
+    """The synthetic dataset without its official test images, recorded by step 1 as partial."""
+    layout = Layout(data_root)
+    for image_id in splits.load_setid(layout)["tstid"]:
+        layout.image_path(int(image_id)).unlink()
+    from flowerlib import download
+
+    monkeypatch.setattr(download, "dataset_info", lambda layout: {"partial": True})
+    return data_root
+
+
+def test_partial_dataset_random_split_uses_the_images_present(partial_root):
+    with pytest.warns(splits.PartialDatasetWarning, match="60 of the 120"):
+        table = splits.prepare_split(_cfg(partial_root, split="random"))
+    assert len(table) == 60 and table["split"].value_counts().to_dict() == {
+        "train": 40,
+        "val": 10,
+        "test": 10,
+    }
+    with pytest.warns(splits.PartialDatasetWarning):
+        pd.testing.assert_frame_equal(splits.prepare_split(_cfg(partial_root, split="random")), table)
+
+
+def test_partial_dataset_official_split_says_the_test_images_are_absent(partial_root):
+    with (
+        pytest.warns(splits.PartialDatasetWarning),
+        pytest.raises(splits.SplitError, match=r"'test' part has images of 0 .*split='random'"),
+    ):
+        splits.prepare_split(_cfg(partial_root, split="official"))
+
+
+def test_missing_images_without_a_partial_marker_are_an_error(data_root):
+    layout = Layout(data_root)
+    layout.image_path(int(splits.load_setid(layout)["tstid"][0])).unlink()
+    with pytest.raises(splits.DatasetNotReadyError, match="listed in the split is missing"):
+        splits.prepare_split(_cfg(data_root, split="random"))
