@@ -161,11 +161,12 @@ def _num_classes(labels: np.ndarray, num_classes: int | None) -> int:
     found = int(labels.max()) + 1
     if num_classes is None:
         return found
-    if found > num_classes:
+    if found != num_classes:
         raise SplitError(
-            f"The dataset has labels up to {found - 1} ({found} classes) but num_classes={num_classes}. "
-            "Set num_classes to match the data (102 for the real dataset), or point data_dir at "
-            "the dataset you meant."
+            f"The dataset has {found} classes (labels 0..{found - 1}) but num_classes={num_classes}. "
+            "Set num_classes to match the data (102 for the real dataset; FLOWERS_NUM_CLASSES), or point "
+            "data_dir at the dataset you meant (a full-profile run on a synthetic data directory, or "
+            "the reverse, gives this error)."
         )
     return num_classes
 

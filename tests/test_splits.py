@@ -226,9 +226,10 @@ def test_validate_split_rejects_broken_tables(synthetic_root, edit, message):
         splits.validate_split(edit(splits.official_split(layout)), layout)
 
 
-def test_num_classes_smaller_than_the_data_is_an_error(synthetic_root):
-    with pytest.raises(splits.SplitError, match="num_classes=5"):
-        splits.make_split(_cfg(synthetic_root, num_classes=5))
+@pytest.mark.parametrize("num_classes", [5, 102])
+def test_num_classes_different_from_the_data_is_an_error(synthetic_root, num_classes):
+    with pytest.raises(splits.SplitError, match=rf"has 10 classes .* but num_classes={num_classes}"):
+        splits.make_split(_cfg(synthetic_root, num_classes=num_classes))
 
 
 def test_split_summary_counts_per_class_and_part(synthetic_root):
