@@ -208,3 +208,302 @@ def augmented_views(original, views, *, ncols: int = 4, title: str | None = None
 
 
 # --- step 4: evaluate (confusion matrix, galleries, reliability, Grad-CAM) --
+
+
+def _images_grid(n: int, cols: int, cell: float = 2.4, extra_h: float = 0.6):
+    cols = max(1, min(cols, n))
+    rows = max(1, -(-n // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(cell * cols, (cell + extra_h) * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    return fig, axes
+
+
+def _show(ax, image, title: str | None = None, colour: str = "black", fontsize: float = 8) -> None:
+    import numpy as np
+
+    ax.imshow(np.clip(np.asarray(image), 0, 255).astype("uint8"))
+    ax.axis("off")
+    if title:
+        ax.set_title(title, fontsize=fontsize, color=colour)
+
+
+def plot_confusion_matrix(cm, class_names=None, *, sort: bool = True, max_labels: int = 30, ax=None):
+    """The row-normalised confusion matrix, readable even at 102 x 102.
+
+    Rows are true classes, columns predicted classes. With `sort`, classes are
+    ordered by accuracy (best first), so the diagonal fades towards the bottom
+    right where the hard classes are; the colour scale is a square root, so a
+    few stray confusions stay visible. Class names are drawn only up to
+    `max_labels` classes (above that, tick marks every 10 classes; use
+    `Evaluation.most_confused()` for the names).
+
+    Args:
+        cm: `(C, C)` confusion matrix (counts or row-normalised).
+        class_names: optional names, one per class.
+        sort: order classes by their accuracy (the diagonal).
+        max_labels: the most classes whose names are written on the axes.
+        ax: an existing Axes to draw into.
+
+    Returns:
+        The matplotlib Figure.
+    """
+    import numpy as np
+    from matplotlib.colors import PowerNorm
+
+    cm = np.asarray(cm, dtype=np.float64)
+    support = cm.sum(axis=1, keepdims=True)
+    if cm.max() > 1.0:  # counts: normalise rows
+        cm = np.divide(cm, support, out=np.zeros_like(cm), where=support > 0)
+    c = cm.shape[0]
+    order = np.argsort(-np.diag(cm), kind="stable") if sort else np.arange(c)
+    shown = cm[np.ix_(order, order)]
+    if ax is None:
+        side = 4.5 if c <= 12 else min(11.0, 4.5 + c * 0.06)
+        fig, ax = plt.subplots(figsize=(side + 1.0, side))
+    else:
+        fig = ax.figure
+    im = ax.imshow(
+        shown, cmap="viridis", norm=PowerNorm(gamma=0.5, vmin=0.0, vmax=1.0), interpolation="nearest"
+    )
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03, label="fraction of the true class")
+    if class_names is not None and c <= max_labels:
+        names = [class_names[i] for i in order]
+        ax.set_xticks(range(c), names, rotation=90, fontsize=7)
+        ax.set_yticks(range(c), names, fontsize=7)
+    else:
+        ticks = np.arange(0, c, 10 if c > 20 else 1)
+        ax.set_xticks(ticks, [str(t) for t in ticks], fontsize=7)
+        ax.set_yticks(ticks, [str(t) for t in ticks], fontsize=7)
+    rank = "classes sorted by accuracy (rank)" if sort else "class index"
+    ax.set_xlabel(
+        f"predicted class ({rank})" if not (class_names is not None and c <= max_labels) else "predicted"
+    )
+    ax.set_ylabel(f"true class ({rank})" if not (class_names is not None and c <= max_labels) else "true")
+    ax.set_title(f"Normalised confusion matrix ({c} classes)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_per_class_accuracy(per_class, *, ax=None):
+    """Per-class accuracy as a sorted horizontal bar chart (worst class on top).
+
+    Args:
+        per_class: the table from `evaluate.per_class_table` (or `Evaluation.per_class`).
+        ax: an existing Axes to draw into.
+
+    Returns:
+        The matplotlib Figure.
+    """
+    import numpy as np
+
+    table = per_class[per_class["support"] > 0].sort_values(["accuracy", "label"], ascending=[False, True])
+    c = len(table)
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(7.0, max(2.5, 0.14 * c + 1.0)))
+    else:
+        fig = ax.figure
+    colours = plt.get_cmap("RdYlGn")(table["accuracy"].to_numpy())
+    ax.barh(np.arange(c), table["accuracy"], color=colours, height=0.8)
+    ax.set_yticks(np.arange(c), table["class_name"], fontsize=7 if c > 30 else 9)
+    ax.set_ylim(-0.6, c - 0.4)
+    mean = float(table["accuracy"].mean()) if c else float("nan")
+    ax.axvline(mean, color="black", linestyle="--", linewidth=1, label=f"mean per-class accuracy {mean:.3f}")
+    ax.set_xlim(0, 1.0)
+    ax.set_xlabel("accuracy (fraction of the class's test images classified correctly)")
+    ax.set_title("Per-class accuracy, worst on top")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_reliability(reliability, ece: float | None = None):
+    """Reliability diagram: is a prediction made with 90% confidence right 90% of the time?
+
+    Bars are the accuracy of the predictions in each confidence bin; the dashed
+    diagonal is perfect calibration. Bars below it mean over-confidence. The
+    lower panel shows how many predictions fall in each bin.
+
+    Args:
+        reliability: `evaluate.reliability(...)` (a `Reliability`) or its table.
+        ece: the expected calibration error (taken from `reliability` if it has one).
+
+    Returns:
+        The matplotlib Figure.
+    """
+    import numpy as np
+
+    table = getattr(reliability, "table", reliability)
+    ece = getattr(reliability, "ece", ece)
+    width = (table["hi"] - table["lo"]).to_numpy()
+    centres = ((table["hi"] + table["lo"]) / 2).to_numpy()
+    fig, (top, bottom) = plt.subplots(
+        2, 1, figsize=(5.0, 5.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    )
+    acc = np.nan_to_num(table["accuracy"].to_numpy())
+    conf = table["confidence"].to_numpy()
+    top.bar(centres, acc, width=width * 0.95, color="tab:blue", edgecolor="navy", label="accuracy")
+    has = ~np.isnan(conf)
+    top.bar(
+        centres[has], (conf - acc)[has], bottom=acc[has], width=width[has] * 0.95,
+        color="none", edgecolor="tab:red", hatch="//", label="gap to confidence",
+    )  # fmt: skip
+    top.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
+    top.set_ylim(0, 1)
+    top.set_xlim(0, 1)
+    top.set_ylabel("accuracy")
+    title = "Reliability diagram" + (f" (ECE = {ece:.3f})" if ece is not None else "")
+    top.set_title(title)
+    top.legend(loc="upper left", fontsize=8)
+    bottom.bar(centres, table["count"], width=width * 0.95, color="grey")
+    bottom.set_xlabel("confidence (top predicted probability)")
+    bottom.set_ylabel("images")
+    fig.tight_layout()
+    return fig
+
+
+def plot_misclassified(evaluation, n: int = 12, *, cols: int = 4):
+    """A gallery of misclassified images, the most confidently wrong first.
+
+    Each title gives the true class, the predicted class and the model's
+    confidence in its (wrong) prediction.
+
+    Args:
+        evaluation: the `evaluate.Evaluation` to draw from.
+        n: the most images to show.
+        cols: images per row.
+
+    Returns:
+        The matplotlib Figure (a note instead of images when nothing is wrong).
+    """
+    wrong = evaluation.mistakes().head(n)
+    if wrong.empty:
+        fig, ax = plt.subplots(figsize=(4, 1))
+        ax.axis("off")
+        ax.text(0.5, 0.5, "No misclassified images.", ha="center", va="center")
+        return fig
+    fig, axes = _images_grid(len(wrong), cols)
+    for ax, (row, item) in zip(axes.flat, wrong.iterrows(), strict=False):
+        title = f"true: {item['class_name']}\npred: {item['pred_name']} ({item['confidence']:.0%})"
+        _show(ax, evaluation.image(row), title, colour="firebrick")
+    fig.suptitle(f"Misclassified {evaluation.subset} images, most confident first")
+    fig.tight_layout()
+    return fig
+
+
+def plot_confused_pairs(evaluation, k: int = 4):
+    """The most-confused class pairs, with an example of each class side by side.
+
+    Row i: on the left an image of class A that the model took for class B; on
+    the right an image of class B (one the model got right, if any), so a
+    reader can judge whether the two species really look alike.
+
+    Args:
+        evaluation: the `evaluate.Evaluation` to draw from.
+        k: how many pairs (rows).
+
+    Returns:
+        The matplotlib Figure.
+    """
+    import numpy as np
+
+    pairs = evaluation.most_confused(k)
+    if pairs.empty:
+        fig, ax = plt.subplots(figsize=(4, 1))
+        ax.axis("off")
+        ax.text(0.5, 0.5, "No confusions: every image was classified correctly.", ha="center", va="center")
+        return fig
+    y_true, y_pred, conf = evaluation.y_true, evaluation.y_pred, evaluation.confidence
+    fig, axes = plt.subplots(len(pairs), 2, figsize=(5.6, 2.9 * len(pairs)), squeeze=False)
+    for (left, right), pair in zip(axes, pairs.itertuples(index=False), strict=False):
+        wrong = np.flatnonzero((y_true == pair.true) & (y_pred == pair.pred))
+        a = int(wrong[np.argmax(conf[wrong])])
+        _show(
+            left, evaluation.image(a),
+            f"{pair.true_name}\ntaken for {pair.pred_name} ({pair.value:.0%} of its images)",
+            colour="firebrick",
+        )  # fmt: skip
+        right_rows = np.flatnonzero((y_true == pair.pred) & (y_pred == pair.pred))
+        if right_rows.size == 0:
+            right_rows = np.flatnonzero(y_true == pair.pred)
+        if right_rows.size:
+            b = int(right_rows[np.argmax(conf[right_rows])])
+            _show(right, evaluation.image(b), f"a real {pair.pred_name}", colour="darkgreen")
+        else:
+            right.axis("off")
+            right.text(
+                0.5, 0.5, f"no {pair.pred_name}\nimage in this subset", ha="center", va="center", fontsize=8
+            )
+    fig.suptitle("Most-confused pairs: left taken for right")
+    fig.tight_layout()
+    return fig
+
+
+def plot_gradcam(images, heatmaps, titles=None, *, alpha: float = 0.45, cols: int = 4, colours=None):
+    """Grad-CAM overlays: each image above its heatmap blended over it.
+
+    Args:
+        images: RGB images `(S, S, 3)` in 0..255 (what the model saw).
+        heatmaps: Grad-CAM heatmaps in [0, 1], one per image (`gradcam.gradcam`).
+        titles: optional title per image (e.g. true / predicted class).
+        alpha: weight of the heatmap in the overlay.
+        cols: images per row.
+        colours: optional title colour per image (e.g. green right, red wrong).
+
+    Returns:
+        The matplotlib Figure.
+    """
+    from flowerlib.gradcam import overlay
+
+    images, heatmaps = list(images), list(heatmaps)
+    if len(images) != len(heatmaps):
+        raise ValueError(
+            f"Need one heatmap per image. Received {len(images)} images, {len(heatmaps)} heatmaps"
+        )
+    n = len(images)
+    cols = max(1, min(cols, n))
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(2 * rows, cols, figsize=(2.5 * cols, 5.2 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i, (image, heatmap) in enumerate(zip(images, heatmaps, strict=True)):
+        r, c = divmod(i, cols)
+        colour = colours[i] if colours is not None else "black"
+        _show(axes[2 * r, c], image, titles[i] if titles is not None else None, colour=colour)
+        _show(axes[2 * r + 1, c], overlay(image, heatmap, alpha=alpha))
+    fig.suptitle("Grad-CAM: where the network looked (red = raised the class score most)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_topk(image, top, *, title: str | None = None):
+    """An image beside a bar chart of its top-k predicted classes.
+
+    Args:
+        image: the image (RGB array in 0..255 or a PIL image).
+        top: the table from `flowerlib.predict` (`rank`, `name`, `probability`).
+        title: optional title over the image.
+
+    Returns:
+        The matplotlib Figure.
+    """
+    import numpy as np
+
+    top = top.sort_values("rank")
+    k = len(top)
+    fig, (left, right) = plt.subplots(
+        1, 2, figsize=(9.0, max(3.0, 0.45 * k + 1.5)), gridspec_kw={"width_ratios": [1, 1.3]}
+    )
+    _show(left, np.asarray(image, dtype=np.float32), title, fontsize=10)
+    y = np.arange(k)[::-1]
+    bars = right.barh(y, top["probability"], color=["tab:green"] + ["tab:blue"] * (k - 1))
+    right.set_yticks(y, top["name"])
+    right.set_xlim(0, 1.08)
+    right.set_xlabel("probability")
+    right.set_title(f"Top-{k} predictions")
+    for bar, p in zip(bars, top["probability"], strict=True):
+        right.text(
+            bar.get_width() + 0.01, bar.get_y() + bar.get_height() / 2, f"{p:.1%}", va="center", fontsize=8
+        )
+    fig.tight_layout()
+    return fig

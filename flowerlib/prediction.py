@@ -1,0 +1,482 @@
+"""Classify any flower photo: a file, an http(s) URL, a PIL image or an array.
+
+`predict(model, source)` is what a user calls (it is also `flowerlib.predict`):
+it reads the image the way real photos come (JPEG, PNG, WebP, greyscale, RGBA,
+CMYK, EXIF-rotated, any size), brings it to the model's input exactly as the
+evaluation pipeline does (aspect-preserving resize, then a centre crop), and
+returns the top-k classes as a small table::
+
+    >>> predict(model, "my_flower.jpg", class_names=names)
+       rank  index            name  probability
+    0     1     53       sunflower        0.912
+    ...
+
+Anything that is not a usable image is refused with one clear `PredictionError`
+(a `ValueError`): not an image, an empty or truncated file, a decompression
+bomb, a URL of another scheme, a download over the size limit, too slow, or an
+HTTP error. Downloads are held in memory (bounded); nothing is written to disk.
+"""
+
+from __future__ import annotations
+
+import http.client
+import io
+import os
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import warnings
+from collections.abc import Iterable, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import keras
+
+#: Largest download `predict` accepts from a URL (bytes).
+MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024
+#: Total time a URL download may take (seconds), and the limit on each wait for data.
+DOWNLOAD_TIMEOUT = 20.0
+_USER_AGENT = "flowerlib (https://github.com/; image classification example)"
+_CHUNK = 64 * 1024
+EXAMPLE_PHOTO = "example_flower.jpg"
+
+
+class PredictionError(ValueError):
+    """The source cannot be turned into an image the model can classify."""
+
+
+# --- reading images ----------------------------------------------------------------
+
+
+def _describe(source: Any) -> str:
+    text = repr(source) if isinstance(source, str | os.PathLike) else type(source).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+class _NoOtherSchemes(urllib.request.HTTPRedirectHandler):
+    """Follow redirects only to http(s) URLs (never ftp: or file:)."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        scheme = urllib.parse.urlsplit(newurl).scheme.lower()
+        if scheme not in ("http", "https"):
+            raise PredictionError(
+                f"{req.full_url} redirects to {newurl!r}; only http:// and https:// URLs are followed."
+            )
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def fetch_url(url: str, *, max_bytes: int = MAX_DOWNLOAD_BYTES, timeout: float = DOWNLOAD_TIMEOUT) -> bytes:
+    """Download `url` into memory, refusing anything too large or too slow.
+
+    Args:
+        url: an `http://` or `https://` URL.
+        max_bytes: the most bytes accepted (checked against `Content-Length`
+            first, then while reading, so an endless response is cut off).
+        timeout: seconds the whole download may take; also the limit on each
+            wait for data.
+
+    Returns:
+        The response body.
+
+    Raises:
+        PredictionError: another scheme, an HTTP error, unreachable host,
+            too large, or too slow.
+    """
+    scheme = urllib.parse.urlsplit(url).scheme.lower()
+    if scheme not in ("http", "https"):
+        raise PredictionError(
+            f"Only http:// and https:// URLs can be downloaded. Received url={url!r}; "
+            "for a local file pass its path instead."
+        )
+    if max_bytes < 1 or timeout <= 0:
+        raise PredictionError(f"max_bytes and timeout must be positive. Received {max_bytes=}, {timeout=}")
+    opener = urllib.request.build_opener(_NoOtherSchemes)
+    request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT, "Accept": "image/*"})
+    deadline = time.monotonic() + timeout
+    too_slow = PredictionError(
+        f"Downloading {url} took longer than {timeout:g} s; try again, or download the image and pass the file."
+    )
+    try:
+        with opener.open(request, timeout=timeout) as response:
+            length = response.headers.get("Content-Length")
+            if length is not None and length.isdigit() and int(length) > max_bytes:
+                raise PredictionError(
+                    f"{url} is {int(length):,} bytes, over the limit of {max_bytes:,} bytes "
+                    "(raise max_bytes if you trust it)."
+                )
+            content_type = response.headers.get_content_type()
+            buffer = bytearray()
+            while True:
+                if time.monotonic() > deadline:
+                    raise too_slow
+                chunk = response.read1(_CHUNK) if hasattr(response, "read1") else response.read(_CHUNK)
+                if not chunk:
+                    break
+                buffer += chunk
+                if len(buffer) > max_bytes:
+                    raise PredictionError(
+                        f"{url} sent more than the limit of {max_bytes:,} bytes; stopped reading "
+                        "(raise max_bytes if you trust it)."
+                    )
+    except urllib.error.HTTPError as e:
+        raise PredictionError(f"Downloading {url} failed: HTTP {e.code} {e.reason}.") from None
+    except urllib.error.URLError as e:
+        if isinstance(e.reason, TimeoutError):
+            raise too_slow from None
+        raise PredictionError(
+            f"Could not reach {url}: {e.reason}. Check the address and your connection."
+        ) from None
+    except TimeoutError:
+        raise too_slow from None
+    except (OSError, http.client.HTTPException) as e:
+        raise PredictionError(f"Downloading {url} failed: {type(e).__name__}: {e}.") from None
+    if content_type == "text/html":
+        raise PredictionError(
+            f"{url} returned an HTML page, not an image; use the address of the image itself "
+            "(right-click the picture, 'Copy image address')."
+        )
+    return bytes(buffer)
+
+
+def _open_bytes(data: bytes, what: str, max_pixels: int | None) -> Image.Image:
+    if not data:
+        raise PredictionError(f"{what} is empty (0 bytes); pass a JPEG, PNG or WebP image.")
+    with warnings.catch_warnings():
+        # Pillow only *warns* between MAX_IMAGE_PIXELS and twice that; we refuse both (below).
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(io.BytesIO(data))
+        except Image.DecompressionBombError as e:
+            raise PredictionError(f"{what} is refused as a possible decompression bomb: {e}") from None
+        except UnidentifiedImageError:
+            raise PredictionError(
+                f"{what} is not an image Pillow can read (starts with {data[:16]!r}); "
+                "pass a JPEG, PNG or WebP image."
+            ) from None
+        except (OSError, SyntaxError, ValueError, EOFError) as e:
+            raise PredictionError(
+                f"{what} is truncated or corrupt ({e}); download or export it again."
+            ) from None
+    _check_pixels(image, what, max_pixels)
+    try:
+        image.load()
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise PredictionError(f"{what} is truncated or corrupt ({e}); download or export it again.") from None
+    return image
+
+
+def _check_pixels(image: Image.Image, what: str, max_pixels: int | None) -> None:
+    limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
+    if limit is not None and image.width * image.height > limit:
+        raise PredictionError(
+            f"{what} is {image.width}x{image.height} = {image.width * image.height:,} pixels, over the limit "
+            f"of {int(limit):,} (a possible decompression bomb); resize it first or raise max_pixels."
+        )
+
+
+def _to_rgb(image: Image.Image, what: str) -> np.ndarray:
+    """Any Pillow mode -> HxWx3 uint8 RGB; transparency is composited on white."""
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0
+        grey = np.clip(values / top * 255.0, 0, 255).astype(np.uint8)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        image.mode == "P" and "transparency" in image.info
+    )
+    try:
+        if has_alpha:
+            rgba = image.convert("RGBA")
+            white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            image = Image.alpha_composite(white, rgba)
+        rgb = image.convert("RGB")
+    except (ValueError, OSError) as e:
+        raise PredictionError(
+            f"{what} has colour mode {image.mode!r}, which cannot be converted to RGB: {e}"
+        ) from None
+    return np.asarray(rgb, dtype=np.uint8)
+
+
+def _array_to_rgb(array: np.ndarray, what: str) -> np.ndarray:
+    if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+        raise PredictionError(f"{what} must hold numbers. Received dtype {array.dtype}")
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if array.ndim == 2:
+        array = np.repeat(array[:, :, None], 3, axis=2)
+    if array.ndim != 3 or array.shape[2] not in (3, 4):
+        raise PredictionError(
+            f"{what} must have shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4). Received shape {array.shape}"
+        )
+    if array.shape[0] < 1 or array.shape[1] < 1:
+        raise PredictionError(f"{what} is empty. Received shape {array.shape}")
+    array = array.astype(np.float64)
+    if not np.all(np.isfinite(array)):
+        raise PredictionError(f"{what} contains NaN or infinite values.")
+    if array.min() < 0 or array.max() > 255:
+        raise PredictionError(
+            f"{what} values must lie in 0..255 (raw RGB pixels). Received min {array.min():g}, max {array.max():g}"
+        )
+    if array.shape[2] == 4:
+        alpha = array[:, :, 3:] / 255.0
+        array = array[:, :, :3] * alpha + 255.0 * (1.0 - alpha)
+    return array
+
+
+def load_image(
+    source: Any,
+    *,
+    max_pixels: int | None = None,
+    max_bytes: int = MAX_DOWNLOAD_BYTES,
+    timeout: float = DOWNLOAD_TIMEOUT,
+) -> np.ndarray:
+    """Read an image from any supported source as an RGB array, upright, at its own size.
+
+    Args:
+        source: a file path (`str` or `Path`), an `http(s)://` URL, raw bytes of
+            an encoded image, a `PIL.Image.Image`, or an array of shape `(H, W)`,
+            `(H, W, 1)`, `(H, W, 3)` or `(H, W, 4)` with values in 0..255.
+        max_pixels: refuse larger images (default: `PIL.Image.MAX_IMAGE_PIXELS`).
+        max_bytes: the largest URL download accepted.
+        timeout: seconds a URL download may take.
+
+    Returns:
+        float32 array `(H, W, 3)` in 0..255. EXIF orientation is applied, colour
+        modes (greyscale, palette, CMYK, 16-bit) are converted, transparency is
+        composited on white.
+
+    Raises:
+        PredictionError: the source is not a usable image (see module docstring).
+    """
+    what = _describe(source)
+    if isinstance(source, Image.Image):
+        _check_pixels(source, "The image", max_pixels)
+        try:
+            source.load()
+        except (OSError, SyntaxError, ValueError, EOFError) as e:
+            raise PredictionError(f"The PIL image is truncated or corrupt ({e}).") from None
+        image = ImageOps.exif_transpose(source)
+        return _to_rgb(image, "The PIL image").astype(np.float32)
+    if isinstance(source, bytes | bytearray | memoryview):
+        image = _open_bytes(bytes(source), "The image bytes", max_pixels)
+    elif isinstance(source, str | os.PathLike):
+        text = os.fspath(source)
+        if isinstance(text, bytes):
+            text = os.fsdecode(text)
+        scheme = urllib.parse.urlsplit(text).scheme.lower() if "://" in text else ""
+        if scheme in ("http", "https"):
+            data = fetch_url(text, max_bytes=max_bytes, timeout=timeout)
+            image = _open_bytes(data, f"The download from {text}", max_pixels)
+        elif scheme:
+            raise PredictionError(
+                f"Only http:// and https:// URLs (or local file paths) are accepted. Received {text!r}"
+            )
+        else:
+            path = Path(text).expanduser()
+            if not path.exists():
+                raise PredictionError(
+                    f"No such file: {str(path)!r}. Check the path (relative paths start at {os.getcwd()})."
+                )
+            if not path.is_file():
+                raise PredictionError(f"{str(path)!r} is not a file; pass the path of one image.")
+            image = _open_bytes(path.read_bytes(), f"The file {str(path)!r}", max_pixels)
+    elif hasattr(source, "__array__") or isinstance(source, list | tuple):
+        array = np.asarray(source.numpy() if hasattr(source, "numpy") else source)
+        return _array_to_rgb(array, "The array").astype(np.float32)
+    else:
+        raise PredictionError(
+            "source must be a file path, an http(s) URL, image bytes, a PIL image or a NumPy array. "
+            f"Received {what}"
+        )
+    if getattr(image, "n_frames", 1) > 1:
+        image.seek(0)  # animated GIF/WebP: the first frame
+    image = ImageOps.exif_transpose(image)
+    return _to_rgb(image, what).astype(np.float32)
+
+
+def resize_and_crop(image: np.ndarray, image_size: int) -> np.ndarray:
+    """Bring an `(H, W, 3)` image to `(image_size, image_size, 3)` exactly as the pipeline does.
+
+    The same steps as `pipeline.decode_and_resize` after decoding (the tests check
+    that both agree): resize so the shorter side is `image_size` (bilinear,
+    antialiased, aspect ratio kept), crop the centre square, clip to 0..255.
+
+    Args:
+        image: RGB array `(H, W, 3)` in 0..255.
+        image_size: side of the output square, in pixels.
+
+    Returns:
+        float32 array `(image_size, image_size, 3)` in 0..255.
+    """
+    import tensorflow as tf
+
+    image = tf.convert_to_tensor(np.asarray(image, dtype=np.float32))
+    shape = tf.cast(tf.shape(image)[:2], tf.float32)
+    scale = float(image_size) / tf.reduce_min(shape)
+    new_hw = tf.maximum(tf.cast(tf.math.ceil(shape * scale - 1e-3), tf.int32), image_size)
+    image = tf.image.resize(image, new_hw, method="bilinear", antialias=True)
+    top = (new_hw[0] - image_size) // 2
+    left = (new_hw[1] - image_size) // 2
+    image = tf.image.crop_to_bounding_box(image, top, left, image_size, image_size)
+    return tf.clip_by_value(image, 0.0, 255.0).numpy()
+
+
+def prepare_image(source: Any, image_size: int, **load_kwargs: Any) -> np.ndarray:
+    """`load_image` followed by `resize_and_crop`: the model's view of `source`.
+
+    Args:
+        source: anything `load_image` accepts.
+        image_size: side of the model's square input.
+        **load_kwargs: `max_pixels`, `max_bytes`, `timeout` (see `load_image`).
+
+    Returns:
+        float32 array `(image_size, image_size, 3)` in 0..255.
+    """
+    return resize_and_crop(load_image(source, **load_kwargs), image_size)
+
+
+# --- classifying -----------------------------------------------------------------
+
+
+def _model_input_size(model: keras.Model) -> int:
+    shape = model.input_shape
+    if isinstance(shape, list):
+        shape = shape[0]
+    if len(shape) != 4 or shape[1] is None or shape[1] != shape[2] or shape[3] != 3:
+        raise PredictionError(
+            f"The model must take square RGB images (None, S, S, 3). Received input_shape={shape}"
+        )
+    return int(shape[1])
+
+
+def _names(model: keras.Model, class_names: Sequence[str] | None) -> list[str]:
+    num_outputs = int(model.output_shape[-1])
+    if class_names is None:
+        from flowerlib.classes import CLASS_NAMES
+
+        if num_outputs > len(CLASS_NAMES):
+            return [f"class {i}" for i in range(num_outputs)]
+        return list(CLASS_NAMES[:num_outputs])
+    names = [str(n) for n in class_names]
+    if len(names) != num_outputs:
+        raise PredictionError(
+            f"Got {len(names)} class names for a model with {num_outputs} outputs; pass the labels saved "
+            "with this model (evaluate.load_trained(cfg) returns them)."
+        )
+    return names
+
+
+def _top_table(probs: np.ndarray, top_k: int, names: list[str]) -> pd.DataFrame:
+    order = np.argsort(-probs, kind="stable")[:top_k]
+    return pd.DataFrame(
+        {
+            "rank": np.arange(1, len(order) + 1),
+            "index": order.astype(np.int64),
+            "name": [names[i] for i in order],
+            "probability": probs[order].astype(np.float64),
+        }
+    )
+
+
+def _check_top_k(top_k: Any) -> int:
+    if isinstance(top_k, bool) or not isinstance(top_k, int | np.integer) or top_k < 1:
+        raise PredictionError(f"top_k must be a positive integer. Received top_k={top_k!r}")
+    return int(top_k)
+
+
+def predict_many(
+    model: keras.Model,
+    sources: Iterable[Any],
+    top_k: int = 5,
+    class_names: Sequence[str] | None = None,
+    *,
+    batch_size: int = 16,
+    **load_kwargs: Any,
+) -> pd.DataFrame:
+    """Classify several images; every source is read (and checked) before any is classified.
+
+    Args:
+        model: a trained classifier (raw RGB 0..255 in, probabilities out).
+        sources: file paths, URLs, PIL images or arrays (see `load_image`).
+        top_k: how many classes to list per image (clipped to the number of classes).
+        class_names: one name per model output (e.g. from `evaluate.load_trained`);
+            defaults to the Flowers-102 names.
+        batch_size: images per forward pass.
+        **load_kwargs: `max_pixels`, `max_bytes`, `timeout` (see `load_image`).
+
+    Returns:
+        DataFrame with columns `source` (position in `sources`), `rank`, `index`,
+        `name`, `probability`: `top_k` rows per image.
+
+    Raises:
+        PredictionError: a source is not a usable image (the message names it),
+            or `top_k` / `class_names` do not fit the model.
+    """
+    top_k = _check_top_k(top_k)
+    names = _names(model, class_names)
+    size = _model_input_size(model)
+    sources = list(sources)
+    if not sources:
+        raise PredictionError("No images given: pass at least one file path, URL, PIL image or array.")
+    batch = np.stack([prepare_image(s, size, **load_kwargs) for s in sources])
+    probs = np.concatenate(
+        [
+            np.asarray(model.predict_on_batch(batch[i : i + batch_size]))
+            for i in range(0, len(batch), batch_size)
+        ]
+    ).astype(np.float64)
+    tables = []
+    for position, p in enumerate(probs):
+        table = _top_table(p, min(top_k, len(names)), names)
+        table.insert(0, "source", position)
+        tables.append(table)
+    return pd.concat(tables, ignore_index=True)
+
+
+def predict(
+    model: keras.Model,
+    source: Any,
+    top_k: int = 5,
+    class_names: Sequence[str] | None = None,
+    **load_kwargs: Any,
+) -> pd.DataFrame:
+    """Classify one image and return its `top_k` classes.
+
+    Args:
+        model: a trained classifier (raw RGB 0..255 in, probabilities out), e.g.
+            `evaluate.load_trained(cfg).model`.
+        source: a file path, an `http(s)://` URL, image bytes, a `PIL.Image.Image`
+            or an array `(H, W)`, `(H, W, 3)`, `(H, W, 4)` in 0..255. Any size:
+            it is resized and centre-cropped like the test images.
+        top_k: how many classes to list (clipped to the number of classes).
+        class_names: one name per model output (e.g. from `evaluate.load_trained`);
+            defaults to the Flowers-102 names.
+        **load_kwargs: `max_pixels`, `max_bytes`, `timeout` (see `load_image`).
+
+    Returns:
+        DataFrame with columns `rank` (1 = most probable), `index` (class
+        index), `name`, `probability`.
+
+    Raises:
+        PredictionError: the source is not a usable image, or `top_k` /
+            `class_names` do not fit the model.
+    """
+    table = predict_many(model, [source], top_k, class_names, **load_kwargs)
+    return table.drop(columns="source")
+
+
+def example_photo() -> Path:
+    """Path of a small flower picture shipped with flowerlib that is not in the dataset.
+
+    It is drawn procedurally (see `flowerlib/data/README.md`), so the project is
+    free to use and redistribute it.
+    """
+    path = resources.files("flowerlib") / "data" / EXAMPLE_PHOTO
+    return Path(str(path))

@@ -1,0 +1,267 @@
+"""Evaluation: metrics against hand-computed values, label alignment, saved artifacts, plots."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from flowerlib import evaluate
+from flowerlib.artifacts import Layout
+from flowerlib.config import Config
+
+# Six samples, four classes; class 3 is never the true class but is predicted once.
+Y_TRUE = np.array([0, 0, 0, 1, 1, 2])
+PROBS = np.array(
+    [
+        [0.8, 0.1, 0.05, 0.05],  # 0 -> 0 right
+        [0.6, 0.3, 0.05, 0.05],  # 0 -> 0 right
+        [0.1, 0.2, 0.1, 0.6],  # 0 -> 3 wrong
+        [0.2, 0.7, 0.05, 0.05],  # 1 -> 1 right
+        [0.5, 0.4, 0.05, 0.05],  # 1 -> 0 wrong
+        [0.1, 0.1, 0.7, 0.1],  # 2 -> 2 right
+    ]
+)
+NAMES = ["a", "b", "c", "d"]
+
+
+def test_metrics_match_hand_computed_values():
+    m = evaluate.compute_metrics(Y_TRUE, PROBS, NAMES)
+    assert m["n"] == 6 and m["num_classes"] == 4
+    assert m["top1"] == pytest.approx(4 / 6)
+    assert m["top5_k"] == 4 and m["top5"] == 1.0  # k = min(5, C)
+    # per-class accuracy: a 2/3, b 1/2, c 1/1; d has no true samples and is left out
+    assert m["mean_per_class_accuracy"] == pytest.approx((2 / 3 + 1 / 2 + 1) / 3)
+    # F1: a (p 2/3, r 2/3) 2/3; b (p 1, r 1/2) 2/3; c 1; d (predicted once, never right) 0
+    assert m["macro_f1"] == pytest.approx((2 / 3 + 2 / 3 + 1 + 0) / 4)
+    assert m["log_loss"] == pytest.approx(-np.mean(np.log([0.8, 0.6, 0.1, 0.7, 0.4, 0.7])))
+    assert m["ece"] == pytest.approx(0.25)
+    json.dumps(m)  # JSON-friendly
+
+
+def test_top_k_accuracy_breaks_ties_by_class_index():
+    # sample 2: order 3, 1, then 0 before 2 (tie at 0.1) -> true class 0 not in the top 2
+    assert evaluate.top_k_accuracy(Y_TRUE, PROBS, 2) == pytest.approx(5 / 6)
+    assert evaluate.top_k_accuracy(Y_TRUE, PROBS, 3) == pytest.approx(1.0)
+    # a constant output is not "right" for every class
+    assert evaluate.top_k_accuracy([0, 1, 2], np.full((3, 3), 1 / 3), 1) == pytest.approx(1 / 3)
+
+
+def test_confusion_matrix_counts_and_normalised_rows():
+    y_pred = PROBS.argmax(axis=1)
+    counts = evaluate.confusion_matrix(Y_TRUE, y_pred, 4, normalize=False)
+    expected = np.array([[2, 0, 0, 1], [1, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 0]])
+    np.testing.assert_array_equal(counts, expected)
+    norm = evaluate.confusion_matrix(Y_TRUE, y_pred, 4)
+    np.testing.assert_allclose(norm[0], [2 / 3, 0, 0, 1 / 3])
+    np.testing.assert_allclose(norm[3], 0.0)  # absent class: zeros, not NaN
+
+
+def test_per_class_table_is_worst_first_with_precision_recall_f1():
+    table = evaluate.per_class_table(Y_TRUE, PROBS.argmax(axis=1), NAMES)
+    assert list(table["class_name"]) == ["b", "a", "c", "d"]  # d has no support: last
+    b = table.iloc[0]
+    assert (b.support, b.accuracy, b.precision, b.recall) == (2, 0.5, 1.0, 0.5)
+    assert b.f1 == pytest.approx(2 / 3)
+    assert b.confused_with == "a"
+    a = table.set_index("class_name").loc["a"]
+    assert a.precision == pytest.approx(2 / 3) and a.confused_with == "d"
+    assert {"label", "class_name", "support", "accuracy", "precision", "recall", "f1"} <= set(table.columns)
+
+
+def test_most_confused_pairs_largest_first():
+    cm = evaluate.confusion_matrix(Y_TRUE, PROBS.argmax(axis=1), 4)
+    pairs = evaluate.most_confused_pairs(cm, 5, NAMES)
+    assert list(zip(pairs["true"], pairs["pred"], strict=True)) == [(1, 0), (0, 3)]
+    assert pairs["value"].tolist() == pytest.approx([0.5, 1 / 3])
+    assert pairs["true_name"].tolist() == ["b", "a"] and pairs["pred_name"].tolist() == ["a", "d"]
+    assert len(evaluate.most_confused_pairs(cm, 1)) == 1
+
+
+def test_reliability_table_and_ece():
+    table, ece = evaluate.reliability(Y_TRUE, PROBS, bins=10)
+    assert ece == pytest.approx(0.25)
+    assert len(table) == 10 and table["count"].sum() == 6
+    row = table.iloc[5]  # (0.5, 0.6]: confidences 0.6 (right) and 0.6 (wrong)
+    assert row["count"] == 2 and row["accuracy"] == 0.5 and row["confidence"] == pytest.approx(0.6)
+    assert np.isnan(table.iloc[0]["accuracy"])  # empty bin
+    perfect = np.eye(3)
+    assert evaluate.reliability([0, 1, 2], perfect).ece == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize(
+    ("y_true", "probs", "match"),
+    [
+        ([0, 1], np.ones((3, 2)) / 2, "shape"),
+        ([0, 5], np.ones((2, 2)) / 2, "outside"),
+        ([[0, 1]], np.ones((2, 2)) / 2, "1-D"),
+        ([], np.zeros((0, 2)), "empty"),
+    ],
+)
+def test_metrics_reject_inconsistent_inputs(y_true, probs, match):
+    with pytest.raises(evaluate.EvaluationError, match=match):
+        evaluate.compute_metrics(y_true, probs)
+
+
+def test_predict_dataset_tta_averages_image_and_its_flip():
+    class LeftRight:  # "probability" of class 0 = brightness of the left column
+        output_shape = (None, 2)
+
+        def predict_on_batch(self, x):
+            left = x[:, :, 0, 0].mean(axis=1) / 255.0
+            return np.stack([left, 1 - left], axis=1)
+
+    images = np.zeros((2, 4, 4, 3), np.float32)
+    images[0, :, 0] = 255.0  # bright on the left
+    batches = [(images, np.array([0, 1]))]
+    plain, labels = evaluate.predict_dataset(LeftRight(), batches)
+    np.testing.assert_allclose(plain[:, 0], [1.0, 0.0])
+    tta, _ = evaluate.predict_dataset(LeftRight(), batches, tta=True)
+    np.testing.assert_allclose(tta[:, 0], [0.5, 0.0])
+    np.testing.assert_array_equal(labels, [0, 1])
+
+
+# --- evaluate() on real files, through the real pipeline ----------------------
+
+GREY_LEVELS = np.arange(10, 200, 20, dtype=np.float32)  # class k: a uniform grey of level 10 + 20 k
+
+
+def _grey_classifier():
+    """A tiny model that recognises the grey level of an image: class k <-> level 10 + 20 k.
+
+    logit_k = a (2 v_k m - v_k^2) = -a (m - v_k)^2 + a m^2, so the softmax picks
+    the level v_k nearest to the image mean m. Layer names follow the contract.
+    """
+    import keras
+
+    size = 32
+    inputs = keras.Input((size, size, 3), name="image")
+    x = keras.layers.Rescaling(1.0, name="preprocess")(inputs)
+    b_in = keras.Input((size, size, 3))
+    b_out = keras.layers.Conv2D(1, 1, use_bias=False, name="last_conv")(b_in)
+    backbone = keras.Model(b_in, b_out, name="backbone")
+    backbone.get_layer("last_conv").set_weights([np.full((1, 1, 3, 1), 1 / 3, np.float32)])
+    x = backbone(x, training=False)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    x = keras.layers.Dropout(0.0, name="dropout")(x)
+    dense = keras.layers.Dense(len(GREY_LEVELS), activation="softmax", name="predictions")
+    outputs = dense(x)
+    a = 0.05
+    dense.set_weights([(2 * a * GREY_LEVELS)[None, :], -a * GREY_LEVELS**2])
+    return keras.Model(inputs, outputs)
+
+
+@pytest.fixture(scope="module")
+def grey_data(tmp_path_factory):
+    """Data dir with grey images whose level encodes the class; table rows in a shuffled order."""
+    root = tmp_path_factory.mktemp("grey")
+    (root / "jpg").mkdir()
+    rng = np.random.default_rng(0)
+    labels = rng.permutation(np.repeat(np.arange(10), 3))
+    rows = []
+    for i, label in enumerate(labels, start=1):
+        file = f"jpg/image_{i:05d}.jpg"
+        level = int(GREY_LEVELS[label])
+        Image.new("RGB", (40 + i, 36), (level, level, level)).save(root / file, quality=95)
+        rows.append((i, file, int(label), f"class {label}", "test" if i % 5 else "val"))
+    table = pd.DataFrame(rows, columns=["image_id", "file", "label", "class_name", "split"])
+    return root, table
+
+
+def test_evaluate_predictions_line_up_with_labels(grey_data):
+    root, table = grey_data
+    cfg = Config.for_profile("smoke", data_dir=root, image_size=32, batch_size=4)
+    result = evaluate.evaluate(_grey_classifier(), table, cfg)
+    test_rows = table[table["split"] == "test"]
+    assert len(result.y_true) == len(test_rows) == 24
+    np.testing.assert_array_equal(result.y_true, test_rows["label"])
+    np.testing.assert_array_equal(result.y_pred, result.y_true)  # shuffling would break this
+    assert result.metrics["top1"] == 1.0 and result.metrics["subset"] == "test"
+    assert result.class_names[int(test_rows["label"].iloc[0])] == test_rows["class_name"].iloc[0]
+    assert result.mistakes().empty
+    # reversed table order -> reversed predictions
+    reversed_result = evaluate.evaluate(_grey_classifier(), table.iloc[::-1], cfg, tta=True)
+    np.testing.assert_allclose(reversed_result.probs, result.probs[::-1], atol=1e-5)
+    assert reversed_result.metrics["tta"] is True
+
+
+def test_evaluate_rejects_bad_subset_and_label_mismatch(grey_data):
+    root, table = grey_data
+    cfg = Config.for_profile("smoke", data_dir=root, image_size=32)
+    model = _grey_classifier()
+    with pytest.raises(evaluate.EvaluationError, match="subset must be one of"):
+        evaluate.evaluate(model, table, cfg, subset="testing")
+    with pytest.raises(evaluate.EvaluationError, match="no 'train' rows"):
+        evaluate.evaluate(model, table, cfg, subset="train")
+    bad = table.assign(label=table["label"] + 10)
+    with pytest.raises(evaluate.EvaluationError, match="different number of classes"):
+        evaluate.evaluate(model, bad, cfg)
+
+
+def test_save_metrics_writes_json_and_csv_atomically(grey_data, tmp_path):
+    root, table = grey_data
+    cfg = Config.for_profile("smoke", data_dir=root, image_size=32)
+    result = evaluate.evaluate(_grey_classifier(), table, cfg)
+    run = Layout(tmp_path).run("r")
+    path = evaluate.save_metrics(result, run)
+    data = json.loads(path.read_text())
+    assert data["model"] == str(run.model) and data["subset"] == "test" and data["tta"] is False
+    assert data["split"] == cfg.split and data["top1"] == 1.0
+    assert evaluate.load_metrics(run)["n"] == 24
+    per_class = pd.read_csv(run.per_class)
+    assert len(per_class) == 10 and per_class["support"].sum() == 24
+    assert sorted(p.name for p in run.root.iterdir()) == ["metrics.json", "per_class.csv"]  # no temp files
+
+
+def test_load_trained_says_what_to_run_first(tmp_path):
+    cfg = Config.for_profile("smoke", data_dir=tmp_path)
+    with pytest.raises(evaluate.ModelNotFoundError, match="03_train.ipynb"):
+        evaluate.load_trained(cfg)
+
+
+def test_load_trained_round_trip_and_label_check(tmp_path):
+    from flowerlib import artifacts
+    from flowerlib.model import build_classifier, save_model
+
+    cfg = Config.for_profile("smoke", data_dir=tmp_path, num_classes=3, image_size=32)
+    run = Layout(tmp_path).run(cfg.run)
+    model = build_classifier(cfg)
+    save_model(model, run.model)
+    artifacts.write_json(run.labels, ["x", "y", "z"])
+    loaded, names, layout = evaluate.load_trained(cfg)
+    assert names == ["x", "y", "z"] and layout == run
+    images = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
+    np.testing.assert_allclose(loaded.predict_on_batch(images), model.predict_on_batch(images), atol=1e-5)
+    artifacts.write_json(run.labels, ["x", "y"])
+    with pytest.raises(evaluate.EvaluationError, match="2 class names"):
+        evaluate.load_trained(cfg)
+
+
+def test_step4_plots_draw(grey_data):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from flowerlib import plots
+
+    root, table = grey_data
+    cfg = Config.for_profile("smoke", data_dir=root, image_size=32)
+    model = _grey_classifier()
+    # make two classes look alike so there are mistakes to draw
+    result = evaluate.evaluate(model, table.assign(label=table["label"].replace({3: 4})), cfg)
+    assert not result.mistakes().empty
+    figs = [
+        plots.plot_confusion_matrix(result.confusion(), result.class_names),
+        plots.plot_confusion_matrix(np.eye(102), None),
+        plots.plot_per_class_accuracy(result.per_class),
+        plots.plot_reliability(result.reliability()),
+        plots.plot_misclassified(result, n=4),
+        plots.plot_confused_pairs(result, k=2),
+    ]
+    for fig in figs:
+        assert fig.axes
+        plt.close(fig)

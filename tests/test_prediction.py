@@ -1,0 +1,363 @@
+"""predict(): every kind of image a user may pass, every bad input refused clearly, URLs offline."""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import io
+import threading
+import warnings
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from flowerlib import prediction
+from flowerlib.prediction import PredictionError
+
+SIZE = 32
+NAMES = ["red", "green", "blue"]
+
+
+def _colour_model():
+    """Classifier with the contract's layer names: class = dominant colour channel (R, G, B)."""
+    import keras
+
+    inputs = keras.Input((SIZE, SIZE, 3), name="image")
+    x = keras.layers.Rescaling(1 / 255.0, name="preprocess")(inputs)
+    b_in = keras.Input((SIZE, SIZE, 3))
+    backbone = keras.Model(b_in, keras.layers.Identity(name="last_conv")(b_in), name="backbone")
+    x = backbone(x, training=False)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    x = keras.layers.Dropout(0.0, name="dropout")(x)
+    dense = keras.layers.Dense(3, activation="softmax", name="predictions")
+    outputs = dense(x)
+    dense.set_weights([np.eye(3, dtype=np.float32) * 20.0, np.zeros(3, np.float32)])
+    return keras.Model(inputs, outputs)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return _colour_model()
+
+
+def _encode(image: Image.Image, fmt: str, **kwargs) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **kwargs)
+    return buffer.getvalue()
+
+
+RED = (220, 30, 30)
+BLUE = (30, 40, 220)
+
+
+# --- good inputs -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "make", "top"),
+    [
+        ("photo.jpg", lambda: _encode(Image.new("RGB", (300, 200), RED), "JPEG"), "red"),
+        ("photo.png", lambda: _encode(Image.new("RGB", (64, 64), BLUE), "PNG"), "blue"),
+        ("photo.webp", lambda: _encode(Image.new("RGB", (50, 80), RED), "WEBP"), "red"),
+        ("grey.png", lambda: _encode(Image.new("L", (40, 40), 200), "PNG"), None),
+        ("cmyk.jpg", lambda: _encode(Image.new("RGB", (40, 40), BLUE).convert("CMYK"), "JPEG"), "blue"),
+        ("grey16.png", lambda: _encode(Image.new("I;16", (40, 40), 60000), "PNG"), None),
+        ("palette.gif", lambda: _encode(Image.new("RGB", (40, 40), RED).convert("P"), "GIF"), "red"),
+        ("huge.png", lambda: _encode(Image.new("RGB", (4000, 3000), BLUE), "PNG"), "blue"),
+        ("tiny.png", lambda: _encode(Image.new("RGB", (3, 5), RED), "PNG"), "red"),
+    ],
+)
+def test_predict_image_files(model, tmp_path, name, make, top):
+    path = tmp_path / name
+    path.write_bytes(make())
+    table = prediction.predict(model, path, top_k=2, class_names=NAMES)
+    assert list(table.columns) == ["rank", "index", "name", "probability"]
+    assert table["rank"].tolist() == [1, 2] and len(table) == 2
+    assert table["probability"].is_monotonic_decreasing and table["probability"].between(0, 1).all()
+    if top is not None:
+        assert table["name"].iloc[0] == top
+    assert prediction.predict(model, str(path), class_names=NAMES)["probability"].sum() == pytest.approx(1.0)
+
+
+def test_greyscale_becomes_three_equal_channels(tmp_path):
+    path = tmp_path / "grey.png"
+    Image.new("L", (10, 10), 77).save(path)
+    image = prediction.load_image(path)
+    assert image.shape == (10, 10, 3) and np.all(image == 77)
+    Image.new("I;16", (4, 4), 65535).save(path)
+    assert np.all(prediction.load_image(path) == 255)  # 16-bit scaled, not clipped
+
+
+def test_transparency_is_composited_on_white(tmp_path):
+    rgba = Image.new("RGBA", (20, 10), (255, 0, 0, 0))
+    rgba.paste((0, 0, 255, 255), (0, 0, 10, 10))  # left half opaque blue, right half transparent
+    image = prediction.load_image(_encode(rgba, "PNG"))
+    np.testing.assert_array_equal(image[0, 0], [0, 0, 255])
+    np.testing.assert_array_equal(image[0, 15], [255, 255, 255])
+    arr = np.zeros((2, 2, 4))
+    arr[..., 3] = 0  # fully transparent black
+    np.testing.assert_array_equal(prediction.load_image(arr), 255)
+
+
+def test_exif_orientation_is_applied(model, tmp_path):
+    upright = Image.new("RGB", (40, 60), RED)
+    upright.paste(BLUE, (0, 30, 40, 60))  # red on top, blue below
+    stored = upright.transpose(Image.Transpose.ROTATE_90)  # what a phone writes...
+    exif = Image.Exif()
+    exif[0x0112] = 6  # ...with "rotate 90 clockwise to display"
+    path = tmp_path / "phone.jpg"
+    stored.save(path, quality=95, exif=exif.tobytes())
+    image = prediction.load_image(path)
+    assert image.shape == (60, 40, 3)
+    assert image[5, 20, 0] > 150 and image[55, 20, 2] > 150  # red top, blue bottom again
+    assert np.argmax(prediction.load_image(Image.open(path))[5, 20]) == 0  # PIL images too
+
+
+def test_pil_images_arrays_and_bytes(model):
+    red = Image.new("RGB", (50, 50), RED)
+    assert prediction.predict(model, red, class_names=NAMES)["name"].iloc[0] == "red"
+    blue = np.zeros((40, 70, 3), np.uint8)
+    blue[..., 2] = 200
+    for source in (blue, blue[..., 2], blue.astype(np.float32), np.dstack([blue, np.full((40, 70), 255)])):
+        top = prediction.predict(model, source, top_k=1, class_names=NAMES)
+        assert len(top) == 1
+    assert prediction.predict(model, blue, class_names=NAMES)["name"].iloc[0] == "blue"
+    assert prediction.predict(model, _encode(red, "PNG"), class_names=NAMES)["name"].iloc[0] == "red"
+
+
+def test_top_k_is_clipped_and_names_default(model):
+    table = prediction.predict(model, Image.new("RGB", (8, 8), RED), top_k=10)
+    assert len(table) == 3  # only three classes
+    assert table["name"].iloc[0] == "pink primrose"  # Flowers-102 name of class 0
+
+
+def test_predict_many_keeps_sources_apart(model):
+    images = [Image.new("RGB", (20, 20), RED), Image.new("RGB", (20, 20), BLUE)]
+    table = prediction.predict_many(model, images, top_k=1, class_names=NAMES, batch_size=1)
+    assert table["source"].tolist() == [0, 1] and table["name"].tolist() == ["red", "blue"]
+
+
+def test_resize_and_crop_agrees_with_the_pipeline(tmp_path):
+    from flowerlib import pipeline
+
+    rng = np.random.default_rng(0)
+    for shape in ((300, 200), (41, 97), (16, 16), (24, 64)):
+        array = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+        path = tmp_path / f"{shape[0]}x{shape[1]}.png"  # lossless: both see the same pixels
+        Image.fromarray(array).save(path)
+        ours = prediction.prepare_image(path, SIZE)
+        theirs = pipeline.load_image(path, SIZE)
+        assert ours.shape == theirs.shape == (SIZE, SIZE, 3)
+        np.testing.assert_allclose(ours, theirs, atol=1e-3)
+
+
+def test_example_photo_is_shipped_small_and_upright():
+    path = prediction.example_photo()
+    assert path.is_file() and path.stat().st_size < 100_000
+    with Image.open(path) as raw:
+        assert raw.getexif().get(0x0112) == 6  # stored rotated: exercises EXIF handling
+    image = prediction.load_image(path)
+    assert image.shape[0] == image.shape[1] >= 256
+
+
+# --- bad inputs ------------------------------------------------------------------
+
+
+def _jpeg_bytes() -> bytes:
+    rng = np.random.default_rng(1)
+    return _encode(Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)), "JPEG")
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        (b"", "empty"),
+        (b"name,label\nrose,1\n", "not an image"),
+        (b"<!DOCTYPE html><html></html>", "not an image"),
+        (_jpeg_bytes()[:400], "truncated or corrupt"),
+    ],
+)
+def test_bad_files_are_refused(model, tmp_path, content, match):
+    path = tmp_path / "bad.jpg"
+    path.write_bytes(content)
+    with pytest.raises(PredictionError, match=match):
+        prediction.predict(model, path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.jpg"]  # nothing written
+
+
+def test_missing_path_directory_and_other_schemes(model, tmp_path):
+    with pytest.raises(PredictionError, match="No such file"):
+        prediction.predict(model, tmp_path / "nope.jpg")
+    with pytest.raises(PredictionError, match="not a file"):
+        prediction.predict(model, tmp_path)
+    for url in ("ftp://example.com/rose.jpg", "file:///etc/passwd", "data://x"):
+        with pytest.raises(PredictionError, match="http:// and https://"):
+            prediction.predict(model, url)
+
+
+def test_decompression_bomb_is_an_error_never_a_warning(model, tmp_path, monkeypatch):
+    path = tmp_path / "bomb.png"
+    Image.new("L", (200, 100)).save(path)  # 20,000 pixels
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 15_000)  # between 1x and 2x: Pillow would only warn
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(PredictionError, match="decompression bomb"):
+            prediction.predict(model, path)
+        monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 5_000)  # over 2x: Pillow raises
+        with pytest.raises(PredictionError, match="decompression bomb"):
+            prediction.predict(model, path)
+        with pytest.raises(PredictionError, match="decompression bomb"):
+            prediction.predict(model, Image.new("L", (200, 100)))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 15_000)
+    assert len(prediction.predict(model, path, max_pixels=30_000)) == 3
+
+
+@pytest.mark.parametrize(
+    ("source", "match"),
+    [
+        (np.zeros((4, 4, 2)), "shape"),
+        (np.zeros((0, 4, 3)), "empty"),
+        (np.full((4, 4, 3), 300.0), "0..255"),
+        (np.full((4, 4, 3), np.nan), "NaN"),
+        (np.array([["a"]]), "numbers"),
+        (12345, "source must be"),
+    ],
+)
+def test_bad_arrays_and_objects_are_refused(model, source, match):
+    with pytest.raises(PredictionError, match=match):
+        prediction.predict(model, source)
+
+
+def test_bad_top_k_and_class_names(model):
+    image = Image.new("RGB", (8, 8))
+    with pytest.raises(PredictionError, match="top_k"):
+        prediction.predict(model, image, top_k=0)
+    with pytest.raises(PredictionError, match="2 class names"):
+        prediction.predict(model, image, class_names=["a", "b"])
+    assert issubclass(PredictionError, ValueError)
+
+
+# --- URLs against a real HTTP server on 127.0.0.1 -------------------------------------
+
+
+class _ImageServer:
+    """Loopback server: `/ok.jpg`, `/big` (lies about nothing, just big), `/endless`
+    (no Content-Length, never ends), `/stall` (headers, then silence), `/drip`
+    (one byte at a time, forever), `/page` (HTML), `/missing` (404), `/broken` (500),
+    `/redirect` (to /ok.jpg), `/to-ftp` (redirect to ftp://)."""
+
+    def __init__(self, image: bytes):
+        self.stop = threading.Event()
+        self.requests: list[str] = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _head(self, status, ctype, length=None, extra=()):
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                if length is not None:
+                    self.send_header("Content-Length", str(length))
+                for k, v in extra:
+                    self.send_header(k, v)
+                self.end_headers()
+
+            def do_GET(self):
+                outer.requests.append(self.path)
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client gave up
+                    self._route()
+
+            def _route(self):
+                if self.path == "/ok.jpg":
+                    self._head(200, "image/jpeg", len(image))
+                    self.wfile.write(image)
+                elif self.path == "/big":
+                    self._head(200, "image/jpeg", 50_000_000)
+                    self.wfile.write(image)
+                elif self.path in ("/endless", "/drip"):
+                    self._head(200, "image/jpeg")
+                    self.close_connection = True
+                    chunk = b"\xff" * (65536 if self.path == "/endless" else 1)
+                    while not outer.stop.is_set():
+                        self.wfile.write(chunk)
+                        self.wfile.flush()
+                        if self.path == "/drip":
+                            outer.stop.wait(0.05)
+                elif self.path == "/stall":
+                    self._head(200, "image/jpeg", len(image))
+                    self.wfile.flush()
+                    outer.stop.wait(30)
+                elif self.path == "/page":
+                    body = b"<html><body>Not here</body></html>"
+                    self._head(200, "text/html; charset=utf-8", len(body))
+                    self.wfile.write(body)
+                elif self.path == "/redirect":
+                    self._head(302, "text/plain", 0, [("Location", "/ok.jpg")])
+                elif self.path == "/to-ftp":
+                    self._head(302, "text/plain", 0, [("Location", "ftp://127.0.0.1/ok.jpg")])
+                elif self.path == "/broken":
+                    self.send_error(500)
+                else:
+                    self.send_error(404)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self.thread.start()
+
+    def close(self):
+        self.stop.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture()
+def image_server(monkeypatch):
+    for key in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    server = _ImageServer(_encode(Image.new("RGB", (120, 90), BLUE), "JPEG"))
+    yield server
+    server.close()
+
+
+def test_url_prediction_writes_nothing_to_disk(model, image_server, tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    for path in ("/ok.jpg", "/redirect"):
+        table = prediction.predict(model, image_server.url + path, class_names=NAMES)
+        assert table["name"].iloc[0] == "blue"
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("path", "kwargs", "match"),
+    [
+        ("/big", {}, "over the limit"),
+        ("/endless", {"max_bytes": 200_000}, "more than the limit"),
+        ("/stall", {"timeout": 0.5}, "longer than 0.5 s"),
+        ("/drip", {"timeout": 0.5}, "longer than 0.5 s"),
+        ("/page", {}, "HTML page"),
+        ("/missing", {}, "HTTP 404"),
+        ("/broken", {}, "HTTP 500"),
+        ("/to-ftp", {}, "only http:// and https://"),
+    ],
+)
+def test_bad_urls_are_refused(model, image_server, path, kwargs, match):
+    with pytest.raises(PredictionError, match=match):
+        prediction.predict(model, image_server.url + path, **kwargs)
+
+
+def test_unreachable_host_is_a_clear_error(model, image_server):
+    url = image_server.url + "/ok.jpg"
+    image_server.close()
+    with pytest.raises(PredictionError, match="Could not reach|failed"):
+        prediction.predict(model, url, timeout=2)
