@@ -82,7 +82,7 @@ def sample_grid(
     picks = [(int(rng.choice(by_class[c])), int(c)) for c in chosen_classes]
     cols = max(1, min(cols, len(picks)))
     rows = -(-len(picks) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(1.9 * cols, 2.15 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.9 * cols, 2.3 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, (image_id, label) in zip(axes.flat, picks, strict=False):
