@@ -608,6 +608,12 @@ def _synthetic(cfg: Config, layout: Layout) -> Layout:
     info = dataset_info(layout)
     if info is not None and info.get("synthetic") == params and is_complete(layout):
         return layout
+    if info is not None and info.get("source") != "synthetic":
+        raise DownloadError(
+            f"{layout.root} holds the real dataset (source {info.get('source')!r}); generating synthetic "
+            "data there would replace it. Use another FLOWERS_DATA_DIR for synthetic data (the smoke "
+            "profile's default is its own folder)."
+        )
     dataset_marker(layout).unlink(missing_ok=True)
     synthetic.make_dataset(layout.root, **params)
     n = params["num_classes"] * params["images_per_class"]

@@ -327,3 +327,30 @@ def test_synthetic_is_generated_once_and_regenerated_when_parameters_change(tmp_
     assert layout.image_path(1).stat().st_mtime_ns == stamp, "a complete dataset is not regenerated"
     download.fetch_dataset(cfg.replace(synthetic_images_per_class=8), progress=False)
     assert len(list(layout.jpg_dir.iterdir())) == 24
+
+
+def test_synthetic_never_overwrites_a_real_dataset(dataset, tmp_path):
+    root, sources = dataset
+    download.fetch_dataset(_config(tmp_path, source=root / "extracted"), sources=sources, **FAST)
+    smoke = Config.for_profile("smoke", data_dir=tmp_path / "data")
+    with pytest.raises(DownloadError, match="holds the real dataset.*FLOWERS_DATA_DIR"):
+        download.fetch_dataset(smoke, progress=False)
+    assert download.is_complete(Layout(tmp_path / "data"))
+
+
+@pytest.mark.parametrize("mirror", ["http://", "http://exa mple/"])
+def test_garbage_mirror_url_is_a_clear_error(tmp_path, mirror):
+    with pytest.raises(DownloadError, match="is not a valid download URL"):
+        download.fetch_dataset(_config(tmp_path, mirror=mirror), **FAST)
+
+
+def test_official_sources_are_the_published_files():
+    official = download.OFFICIAL
+    assert (
+        official.url(official.archive) == "https://www.robots.ox.ac.uk/~vgg/data/flowers/102/102flowers.tgz"
+    )
+    assert (official.archive.size, official.labels.size, official.setid.size) == (344_862_509, 502, 14_989)
+    assert official.archive.sha256.startswith("2d01ecc807db") and official.setid.sha256.startswith("46b8678f")
+    assert (
+        official.with_base_url("http://mirror/x/").url(official.labels) == "http://mirror/x/imagelabels.mat"
+    )
