@@ -222,10 +222,21 @@ class _VerifyingDownloader:
 
         bar: Any = False
         if self.progress:
-            bar = tqdm(desc=self.expected.name, unit="B", unit_scale=True, ncols=80, leave=True)
-        pooch.HTTPDownloader(progressbar=bar, chunk_size=1 << 16, timeout=self.timeout)(
-            url, output_file, pooch_instance
-        )
+            bar = tqdm(
+                desc=self.expected.name,
+                total=self.expected.size,
+                unit="B",
+                unit_scale=True,
+                ncols=80,
+                leave=True,
+            )
+        try:
+            pooch.HTTPDownloader(progressbar=bar, chunk_size=1 << 16, timeout=self.timeout)(
+                url, output_file, pooch_instance
+            )
+        finally:
+            if bar is not False:
+                bar.close()  # also when the transfer failed; closing twice is harmless
         with open(output_file, "rb") as f:
             head = f.read(512).lstrip().lower()
         if head.startswith(_HTML_STARTS):

@@ -354,3 +354,13 @@ def test_official_sources_are_the_published_files():
     assert (
         official.with_base_url("http://mirror/x/").url(official.labels) == "http://mirror/x/imagelabels.mat"
     )
+
+
+def test_progress_bars_for_downloads_and_extraction(served, dataset, tmp_path, capfd):
+    _, sources = dataset
+    served.fail("102flowers.tgz", "truncate", times=1)  # a failed attempt's bar is closed too
+    cfg = _config(tmp_path, mirror=served.url)
+    download.fetch_dataset(cfg, sources=sources, **{**FAST, "progress": True, "retries": 1})
+    err = capfd.readouterr().err
+    assert "102flowers.tgz" in err and "imagelabels.mat" in err and "extracting" in err
+    _assert_complete(Layout(cfg.data_dir))
