@@ -1,0 +1,342 @@
+"""The classifier: a pretrained backbone with a new head, and its two training phases.
+
+    image (raw RGB 0..255) -> preprocess -> backbone(training=False) -> pool -> dropout -> predictions
+
+- `preprocess` is the backbone's own `preprocess_input`, inside the model, so a
+  saved model takes raw pixels and is all a user needs for prediction.
+- `backbone` is a nested `keras.Model`, always called with `training=False`:
+  its BatchNormalization layers use their ImageNet statistics in both phases,
+  even while the last stages are fine-tuned.
+- `set_trainable(model, "head")` freezes the backbone;
+  `set_trainable(model, "fine_tune", stages=N)` unfreezes its last N stages
+  except every BatchNormalization layer. Recompile after each change
+  (`compile_for_phase`): `trainable` is read when the training step is built.
+
+Saved models load with `load_model` (Keras safe mode: no Lambda layers, only the
+registered `Preprocess` layer as custom code).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import keras
+from keras import layers, ops
+
+from flowerlib.backbones import (
+    BACKBONE_LAYER_NAME,
+    PREPROCESS_MODES,
+    BackboneSpec,
+    ModelConfigError,
+    get_backbone,
+    spec_of,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from flowerlib.config import Config
+
+PHASES = ("head", "fine_tune")
+IMAGENET_MEAN_RGB = (123.68, 116.779, 103.939)
+IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
+HEAD_LAYERS = ("pool", "dropout", "predictions")
+
+
+@keras.saving.register_keras_serializable(package="flowerlib")
+class Preprocess(keras.layers.Layer):
+    """A backbone's `preprocess_input` as a layer: raw RGB 0..255 in, network input out.
+
+    Modes (as in `keras.applications.imagenet_utils.preprocess_input`):
+    `"caffe"`: RGB -> BGR, then the ImageNet channel means are subtracted (ResNet50);
+    `"tf"`: scaled to -1..1 (MobileNet, MobileNetV2);
+    `"torch"`: scaled to 0..1, then standardised with the ImageNet mean and std.
+
+    Args:
+        mode: one of `"caffe"`, `"tf"`, `"torch"`.
+
+    Raises:
+        ModelConfigError: unknown mode.
+    """
+
+    def __init__(self, mode: str = "caffe", **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        if mode not in PREPROCESS_MODES:
+            raise ModelConfigError(
+                f"Unknown preprocess mode. Expected one of {PREPROCESS_MODES}. Received mode={mode!r}"
+            )
+        self.mode = mode
+
+    def call(self, images):
+        x = ops.cast(images, self.compute_dtype)
+        if self.mode == "tf":
+            return x / 127.5 - 1.0
+        if self.mode == "torch":
+            mean = ops.convert_to_tensor(IMAGENET_MEAN_RGB, dtype=self.compute_dtype) / 255.0
+            std = ops.convert_to_tensor(IMAGENET_STD_RGB, dtype=self.compute_dtype)
+            return (x / 255.0 - mean) / std
+        bgr_mean = ops.convert_to_tensor(IMAGENET_MEAN_RGB[::-1], dtype=self.compute_dtype)
+        return ops.flip(x, axis=-1) - bgr_mean
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode}
+
+
+# --- building ---------------------------------------------------------------
+
+
+def build_classifier(
+    cfg: Config, *, num_classes: int | None = None, weights: str | None | object = ...
+) -> keras.Model:
+    """Build the flower classifier for `cfg` (backbone, weights, image size, dropout).
+
+    Args:
+        cfg: the configuration (`backbone`, `weights`, `image_size`, `dropout`,
+            `num_classes`; `cfg.extra["alpha"]` sets MobileNet widths).
+        num_classes: size of the output layer; defaults to `cfg.num_classes`.
+        weights: override `cfg.weights` (e.g. `None` when trained weights are
+            loaded right after, to skip a download).
+
+    Returns:
+        An uncompiled `keras.Model` with input `"image"` (float32 RGB 0..255,
+        `(cfg.image_size, cfg.image_size, 3)`) and layers `preprocess`,
+        `backbone`, `pool`, `dropout`, `predictions` (softmax, float32). The
+        backbone starts frozen (phase `"head"`).
+
+    Raises:
+        ModelConfigError: unknown backbone, missing or mismatched weights file,
+            image too small for the backbone.
+    """
+    spec = get_backbone(cfg.backbone)
+    n = cfg.num_classes if num_classes is None else int(num_classes)
+    if n < 2:
+        raise ModelConfigError(f"num_classes must be at least 2. Received num_classes={n}")
+    backbone = spec.build(
+        cfg.image_size,
+        cfg.weights if weights is ... else weights,
+        alpha=cfg.extra.get("alpha"),
+    )
+    inputs = keras.Input((cfg.image_size, cfg.image_size, 3), name="image", dtype="float32")
+    x = Preprocess(spec.preprocess, name="preprocess")(inputs)
+    # training=False: BatchNorm keeps using its stored statistics, in both phases.
+    x = backbone(x, training=False)
+    outputs = classification_head(x, n, cfg.dropout)
+    model = keras.Model(inputs, outputs, name=f"{spec.name}_flowers")
+    set_trainable(model, "head")
+    return model
+
+
+def classification_head(features, num_classes: int, dropout: float):
+    """pool -> dropout -> predictions on a feature map (4-D) or pooled features (2-D)."""
+    x = features
+    if len(x.shape) == 4:
+        x = layers.GlobalAveragePooling2D(name="pool")(x)
+    x = layers.Dropout(dropout, name="dropout")(x)
+    return layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
+
+
+def head_model(feature_dim: int, num_classes: int, dropout: float) -> keras.Model:
+    """The head alone, on pooled features: what the feature-cache fast path trains.
+
+    Its `dropout` and `predictions` layers match the classifier's, so
+    `attach_head` can copy the trained weights over.
+    """
+    inputs = keras.Input((feature_dim,), name="features")
+    return keras.Model(inputs, classification_head(inputs, num_classes, dropout), name="head")
+
+
+def attach_head(model: keras.Model, head: keras.Model) -> keras.Model:
+    """Copy a head trained on cached features into the full classifier (in place).
+
+    Raises:
+        ModelConfigError: the head's shape does not fit the classifier.
+    """
+    src, dst = head.get_layer("predictions"), model.get_layer("predictions")
+    weights = src.get_weights()
+    expected = [tuple(w.shape) for w in dst.get_weights()]
+    if [tuple(w.shape) for w in weights] != expected:
+        raise ModelConfigError(
+            f"The head's weights {[w.shape for w in weights]} do not fit the classifier's "
+            f"predictions layer {expected}: same backbone and num_classes are needed."
+        )
+    dst.set_weights(weights)
+    return model
+
+
+def backbone_of(model: keras.Model) -> keras.Model:
+    """The nested backbone model of a classifier."""
+    return model.get_layer(BACKBONE_LAYER_NAME)
+
+
+def spec_for(model: keras.Model) -> BackboneSpec:
+    """The registered `BackboneSpec` of a classifier's backbone."""
+    return spec_of(backbone_of(model))
+
+
+def feature_extractor(model: keras.Model) -> keras.Model:
+    """image -> pooled backbone features (shares the classifier's layers and weights)."""
+    return keras.Model(model.get_layer("preprocess").input, model.get_layer("pool").output, name="features")
+
+
+# --- phases -------------------------------------------------------------------
+
+
+def set_trainable(model: keras.Model, phase: str, stages: int = 1) -> keras.Model:
+    """Freeze or unfreeze the backbone for a training phase (in place). Recompile afterwards.
+
+    Args:
+        model: a classifier from `build_classifier` (or `load_model`).
+        phase: `"head"`: the whole backbone frozen, only the head trains.
+            `"fine_tune"`: the backbone's last `stages` stages train too, except
+            every BatchNormalization layer, which stays frozen.
+        stages: how many of the last stages to unfreeze in `"fine_tune"`.
+
+    Returns:
+        The model.
+
+    Raises:
+        ModelConfigError: unknown phase, or `stages` outside 1..number of stages.
+    """
+    if phase not in PHASES:
+        raise ModelConfigError(f"Unknown phase. Expected one of {PHASES}. Received phase={phase!r}")
+    backbone = backbone_of(model)
+    for layer in model.layers:
+        if layer is not backbone:
+            layer.trainable = True
+    if phase == "head":
+        backbone.trainable = False
+        return model
+    spec = spec_of(backbone)
+    if not 1 <= stages <= len(spec.stages):
+        raise ModelConfigError(
+            f"{spec.name} has {len(spec.stages)} stages; fine_tune_stages must be between 1 and "
+            f"{len(spec.stages)}. Received stages={stages}"
+        )
+    backbone.trainable = True
+    for layer in backbone.layers:
+        index = spec.stage_of(layer.name)
+        in_last = index is not None and index < stages
+        layer.trainable = in_last and not isinstance(layer, layers.BatchNormalization)
+    return model
+
+
+def compile_for_phase(
+    model: keras.Model, phase: str, cfg: Config, *, steps_per_epoch: int | None = None
+) -> keras.Model:
+    """Compile for a phase: Adam, sparse cross-entropy, accuracy.
+
+    `"head"` uses `cfg.head_learning_rate`. `"fine_tune"` uses the much lower
+    `cfg.fine_tune_learning_rate`, decayed along a cosine over
+    `cfg.fine_tune_epochs * steps_per_epoch` steps when `steps_per_epoch` is
+    given: large updates would wreck the pretrained filters the phase is
+    meant to adjust gently.
+
+    Args:
+        model: the model, with `trainable` already set for the phase.
+        phase: `"head"` or `"fine_tune"`.
+        cfg: the configuration.
+        steps_per_epoch: batches per epoch, for the fine-tuning schedule.
+
+    Returns:
+        The model.
+    """
+    from flowerlib.runtime import use_jit
+
+    if phase not in PHASES:
+        raise ModelConfigError(f"Unknown phase. Expected one of {PHASES}. Received phase={phase!r}")
+    if phase == "head":
+        lr = cfg.head_learning_rate
+    elif steps_per_epoch:
+        lr = keras.optimizers.schedules.CosineDecay(
+            cfg.fine_tune_learning_rate,
+            decay_steps=max(1, int(steps_per_epoch) * max(1, cfg.fine_tune_epochs)),
+            alpha=0.1,
+        )
+    else:
+        lr = cfg.fine_tune_learning_rate
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=lr),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        jit_compile=use_jit(cfg, "train"),
+    )
+    return model
+
+
+def _count(weights) -> int:
+    return int(sum(int(ops.size(w)) for w in weights))
+
+
+def trainable_summary(model: keras.Model) -> pd.DataFrame:
+    """Trainable and frozen parameter counts, per backbone stage and for the head.
+
+    Returns:
+        A DataFrame indexed by part (`"backbone:conv1"` ... `"backbone:conv5"`,
+        `"head"`, `"total"`), with columns `layers`, `trainable`, `frozen`
+        (parameters; BatchNorm moving statistics always count as frozen).
+    """
+    import pandas as pd
+
+    backbone = backbone_of(model)
+    spec = spec_of(backbone)
+    rows: dict[str, dict[str, int]] = {}
+    for i in reversed(range(len(spec.stages))):
+        rows[f"backbone:{spec.stage_name(i)}"] = {"layers": 0, "trainable": 0, "frozen": 0}
+    for layer in backbone.layers:
+        index = spec.stage_of(layer.name)
+        if index is None:
+            continue
+        row = rows[f"backbone:{spec.stage_name(index)}"]
+        row["layers"] += 1
+        trainable = _count(layer.trainable_weights) if backbone.trainable else 0
+        row["trainable"] += trainable
+        row["frozen"] += _count(layer.weights) - trainable
+    head = [layer for layer in model.layers if layer.name in HEAD_LAYERS]
+    rows["head"] = {
+        "layers": len(head),
+        "trainable": sum(_count(layer.trainable_weights) for layer in head),
+        "frozen": sum(_count(layer.non_trainable_weights) for layer in head),
+    }
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.loc["total"] = table.sum()
+    table.index.name = "part"
+    return table
+
+
+# --- saving -------------------------------------------------------------------
+
+
+def save_model(model: keras.Model, path: str | os.PathLike) -> Path:
+    """Save a model as `.keras`, atomically (a crash never leaves half a file)."""
+    from flowerlib.artifacts import atomic_path
+
+    path = Path(path)
+    if path.suffix != ".keras":
+        raise ValueError(f"Models are saved as .keras files. Received path={str(path)!r}")
+    with atomic_path(path) as tmp:
+        model.save(tmp)
+    return path
+
+
+def load_model(path: str | os.PathLike, *, compile: bool = False) -> keras.Model:
+    """Load a saved classifier with Keras's safe mode on (flowerlib's layers registered).
+
+    Args:
+        path: a `.keras` file written by `save_model` / `flowerlib.train`.
+        compile: also restore the training configuration (optimizer state).
+
+    Raises:
+        FileNotFoundError: no file at `path` (run the training step first).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"No saved model at {path}. Train one first (notebooks/03_train.ipynb or `flowerlib train`)."
+        )
+    return keras.saving.load_model(path, safe_mode=True, compile=compile)

@@ -1,0 +1,113 @@
+"""The backbone registry: names, stages, preprocessing, weights and bad configurations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from flowerlib.backbones import (
+    BACKBONES,
+    ModelConfigError,
+    alpha_from_filename,
+    get_backbone,
+    resolve_weights,
+    spec_of,
+)
+
+SHARED_WEIGHTS = Path("/work/shared/weights")
+
+
+def test_registry_has_the_promised_backbones():
+    assert {"resnet50", "mobilenet_v2", "mobilenet", "tiny"} <= set(BACKBONES)
+    spec = get_backbone("resnet50")
+    assert spec.preprocess == "caffe"
+    assert spec.last_conv_layer == "conv5_block3_out"
+    assert spec.stage_name(0) == "conv5"
+    assert get_backbone("mobilenet_v2").preprocess == "tf"
+
+
+def test_unknown_backbone_lists_the_known_ones():
+    with pytest.raises(ModelConfigError, match="resnet5O") as e:
+        get_backbone("resnet5O")
+    assert "mobilenet_v2" in str(e.value) and "tiny" in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("backbone", "layer", "stage"),
+    [
+        ("resnet50", "conv5_block3_out", 0),
+        ("resnet50", "conv4_block1_1_conv", 1),
+        ("resnet50", "pool1_pool", 4),
+        ("resnet50", "input_layer", None),
+        ("mobilenet_v2", "block_16_project_BN", 0),
+        ("mobilenet_v2", "Conv_1_bn", 0),
+        ("mobilenet_v2", "block_15_expand", 1),
+        ("mobilenet_v2", "block_1_expand", 15),
+        ("mobilenet", "conv_pw_13_relu", 0),
+        ("mobilenet", "conv_dw_1", 12),
+        ("mobilenet", "conv1_bn", 13),
+    ],
+)
+def test_stage_of_matches_whole_name_parts(backbone, layer, stage):
+    assert get_backbone(backbone).stage_of(layer) == stage
+
+
+def test_alpha_is_read_from_keras_weight_file_names():
+    assert alpha_from_filename("mobilenet_2_5_224_tf_no_top.h5") == 0.25
+    assert alpha_from_filename("mobilenet_7_5_224_tf_no_top.h5") == 0.75
+    assert alpha_from_filename("mobilenet_v2_1.0_224_no_top.weights.h5") == 1.0
+    assert alpha_from_filename("mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_96_no_top.h5") == 0.35
+    assert alpha_from_filename("my_weights.h5") is None
+
+
+def test_image_size_below_minimum_is_a_clear_error():
+    with pytest.raises(ModelConfigError, match="image_size=16"):
+        get_backbone("resnet50").build(16, None)
+
+
+def test_missing_weights_file_is_a_clear_error(tmp_path):
+    missing = tmp_path / "nowhere.weights.h5"
+    with pytest.raises(ModelConfigError, match="not found"):
+        resolve_weights(missing)
+    with pytest.raises(ModelConfigError, match="nowhere"):
+        get_backbone("mobilenet_v2").build(32, str(missing))
+
+
+def test_weights_of_another_architecture_are_a_clear_error(tmp_path):
+    path = tmp_path / "mobilenet_v1.weights.h5"
+    get_backbone("mobilenet").build(32, None, alpha=0.25).save_weights(path)
+    with pytest.raises(ModelConfigError, match="mobilenet_v2") as e:
+        get_backbone("mobilenet_v2").build(32, str(path))
+    assert "does not match" in str(e.value)
+
+
+def test_local_weights_file_round_trip(tmp_path):
+    spec = get_backbone("tiny")
+    original = spec.build(32, None)
+    path = tmp_path / "tiny.weights.h5"
+    original.save_weights(path)
+    copy = spec.build(32, str(path))
+    for a, b in zip(original.get_weights(), copy.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert copy.name == "backbone"
+    assert spec_of(copy) is spec
+
+
+def test_tiny_has_no_imagenet_weights():
+    with pytest.raises(ModelConfigError, match="no ImageNet weights"):
+        get_backbone("tiny").build(32, "imagenet")
+
+
+@pytest.mark.skipif(
+    not (SHARED_WEIGHTS / "mobilenet_2_5_224_tf_no_top.h5").is_file(), reason="shared weights absent"
+)
+def test_shared_mobilenet_weights_load_with_alpha_from_the_file_name():
+    path = SHARED_WEIGHTS / "mobilenet_2_5_224_tf_no_top.h5"
+    spec = get_backbone("mobilenet")
+    assert spec.alpha_for(str(path)) == 0.25
+    backbone = spec.build(64, str(path))
+    assert backbone.output.shape[-1] == 256  # 1024 x alpha
+    with pytest.raises(ModelConfigError, match="mobilenet_v2"):
+        get_backbone("mobilenet_v2").build(64, str(path))

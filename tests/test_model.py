@@ -1,0 +1,169 @@
+"""The classifier: structure, phases (BatchNorm always frozen), preprocessing, saving."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from flowerlib.backbones import ModelConfigError
+from flowerlib.config import Config
+from flowerlib.model import (
+    Preprocess,
+    attach_head,
+    backbone_of,
+    build_classifier,
+    compile_for_phase,
+    feature_extractor,
+    head_model,
+    load_model,
+    save_model,
+    set_trainable,
+    trainable_summary,
+)
+
+
+def make_cfg(tmp_path, **overrides) -> Config:
+    values = {"data_dir": tmp_path, "backbone": "resnet50", "weights": None, "image_size": 32, "dropout": 0.0}
+    return Config.for_profile("smoke", **{**values, **overrides})
+
+
+@pytest.fixture(scope="module")
+def resnet(tmp_path_factory):
+    keras.utils.set_random_seed(0)
+    return build_classifier(make_cfg(tmp_path_factory.mktemp("m"), num_classes=5))
+
+
+def images(n=4, size=32, seed=0):
+    return np.random.default_rng(seed).uniform(0, 255, (n, size, size, 3)).astype("float32")
+
+
+def count(weights) -> int:
+    return int(sum(np.prod(w.shape) for w in weights))
+
+
+def test_layers_follow_the_contract(resnet):
+    names = [layer.name for layer in resnet.layers]
+    assert names == ["image", "preprocess", "backbone", "pool", "dropout", "predictions"]
+    assert isinstance(resnet.get_layer("preprocess"), Preprocess)
+    assert isinstance(backbone_of(resnet), keras.Model)
+    assert resnet.get_layer("predictions").units == 5
+    assert resnet.get_layer("predictions").dtype_policy.name == "float32"
+    assert not any(isinstance(layer, keras.layers.Lambda) for layer in resnet.layers)
+    # The backbone is called with training=False, recorded in the graph (and so in a saved model).
+    node = backbone_of(resnet)._inbound_nodes[0]
+    assert node.arguments.kwargs.get("training") is False
+
+
+def test_head_phase_freezes_the_whole_backbone(resnet):
+    set_trainable(resnet, "head")
+    head = resnet.get_layer("predictions")
+    assert count(resnet.trainable_weights) == count(head.trainable_weights) == 2048 * 5 + 5
+    summary = trainable_summary(resnet)
+    assert summary.loc["head", "trainable"] == 2048 * 5 + 5
+    assert summary.loc["total", "trainable"] + summary.loc["total", "frozen"] == resnet.count_params()
+
+
+def test_fine_tune_unfreezes_last_stages_but_never_batchnorm(resnet):
+    for stages, trainable_stages in ((1, {"conv5"}), (2, {"conv5", "conv4"})):
+        set_trainable(resnet, "fine_tune", stages)
+        backbone = backbone_of(resnet)
+        for layer in backbone.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                assert not layer.trainable and not layer.trainable_weights, layer.name
+            elif layer.weights:
+                assert layer.trainable == (layer.name.split("_")[0] in trainable_stages), layer.name
+        summary = trainable_summary(resnet)
+        expected = sum(
+            count(layer.weights)
+            for layer in backbone.layers
+            if layer.name.split("_")[0] in trainable_stages
+            and not isinstance(layer, keras.layers.BatchNormalization)
+        )
+        assert summary.loc[[f"backbone:{s}" for s in trainable_stages], "trainable"].sum() == expected
+        assert summary.loc["backbone:conv1", "trainable"] == 0
+        assert count(resnet.trainable_weights) == expected + 2048 * 5 + 5
+    set_trainable(resnet, "head")
+
+
+def test_bad_phase_and_stage_counts_are_clear_errors(resnet):
+    with pytest.raises(ModelConfigError, match="phase='all'"):
+        set_trainable(resnet, "all")
+    with pytest.raises(ModelConfigError, match="stages=9"):
+        set_trainable(resnet, "fine_tune", 9)
+
+
+def test_batchnorm_statistics_do_not_move_while_fine_tuning(tmp_path):
+    keras.utils.set_random_seed(1)
+    cfg = make_cfg(tmp_path, backbone="tiny", num_classes=3)
+    model = build_classifier(cfg)
+    set_trainable(model, "fine_tune", 4)
+    compile_for_phase(model, "fine_tune", cfg, steps_per_epoch=2)
+    bn = [layer for layer in backbone_of(model).layers if isinstance(layer, keras.layers.BatchNormalization)]
+    before = [w.numpy() for layer in bn for w in layer.weights]
+    conv_before = backbone_of(model).get_layer("stem_conv").kernel.numpy()
+    x = images(8) * 0.5 + 60.0  # inputs whose batch statistics are far from the stored ones
+    model.fit(x, np.arange(8) % 3, epochs=1, batch_size=4, verbose=0)
+    after = [w.numpy() for layer in bn for w in layer.weights]
+    for a, b in zip(before, after, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(conv_before, backbone_of(model).get_layer("stem_conv").kernel.numpy())
+    # training=True on the outer model still runs the backbone in inference mode (dropout=0 here).
+    np.testing.assert_allclose(model(x, training=True), model(x, training=False), rtol=1e-5, atol=1e-6)
+
+
+def test_fine_tune_compiles_with_low_decaying_learning_rate(tmp_path):
+    cfg = make_cfg(tmp_path, backbone="tiny", fine_tune_learning_rate=1e-4, fine_tune_epochs=3)
+    model = build_classifier(cfg)
+    compile_for_phase(model, "head", cfg)
+    assert float(model.optimizer.learning_rate) == pytest.approx(cfg.head_learning_rate)
+    set_trainable(model, "fine_tune", 1)
+    compile_for_phase(model, "fine_tune", cfg, steps_per_epoch=10)
+    schedule = model.optimizer._learning_rate
+    assert isinstance(schedule, keras.optimizers.schedules.CosineDecay)
+    assert float(schedule(0)) == pytest.approx(1e-4)
+    assert float(schedule(30)) < 1e-4 / 5
+
+
+@pytest.mark.parametrize(
+    ("mode", "reference"),
+    [
+        ("caffe", keras.applications.resnet50.preprocess_input),
+        ("tf", keras.applications.mobilenet_v2.preprocess_input),
+    ],
+)
+def test_preprocessing_inside_the_model_equals_keras_preprocess_input(mode, reference):
+    x = images(3, 8)
+    np.testing.assert_allclose(Preprocess(mode)(x), reference(x.copy()), rtol=1e-6, atol=1e-4)
+
+
+def test_unknown_preprocess_mode_is_a_clear_error():
+    with pytest.raises(ModelConfigError, match="mode='bgr'"):
+        Preprocess("bgr")
+
+
+def test_save_and_load_give_identical_predictions(tmp_path, resnet):
+    x = images(4)
+    path = save_model(resnet, tmp_path / "model.keras")
+    assert not list(tmp_path.glob(".*tmp*"))  # the temporary file was renamed away
+    loaded = load_model(path)
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), resnet.predict(x, verbose=0))
+    assert [layer.name for layer in loaded.layers] == [layer.name for layer in resnet.layers]
+    assert loaded.get_layer("preprocess").mode == "caffe"
+    with pytest.raises(FileNotFoundError, match="Train one first"):
+        load_model(tmp_path / "absent.keras")
+
+
+def test_head_trained_on_features_attaches_to_the_classifier(tmp_path):
+    cfg = make_cfg(tmp_path, backbone="tiny", num_classes=4)
+    model = build_classifier(cfg)
+    head = head_model(128, 4, 0.0)
+    head.get_layer("predictions").set_weights(
+        [np.full((128, 4), 0.01, "float32"), np.arange(4, dtype="float32")]
+    )
+    attach_head(model, head)
+    x = images(2)
+    features = feature_extractor(model).predict(x, verbose=0)
+    np.testing.assert_allclose(head.predict(features, verbose=0), model.predict(x, verbose=0), rtol=1e-5)
+    with pytest.raises(ModelConfigError, match="do not fit"):
+        attach_head(model, head_model(128, 7, 0.0))
