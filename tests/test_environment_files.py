@@ -1,0 +1,61 @@
+"""requirements.txt and environment.yml list the same packages with the same pins."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _requirement_lines(lines):
+    out = {}
+    for line in lines:
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        spec, _, marker = line.partition(";")
+        match = re.match(r"^([A-Za-z0-9_.\-\[\]]+)\s*(.*)$", spec.strip())
+        assert match, f"unparsable requirement line: {line!r}"
+        out[(match.group(1).lower(), marker.strip().replace("'", '"'))] = match.group(2).strip()
+    return out
+
+
+def test_requirements_and_environment_agree():
+    req = _requirement_lines((ROOT / "requirements.txt").read_text().splitlines())
+    env_text = (ROOT / "environment.yml").read_text().splitlines()
+    start = next(i for i, line in enumerate(env_text) if line.strip() == "- pip:")
+    pip_lines = [
+        line.strip()[2:]
+        for line in env_text[start + 1 :]
+        if line.strip().startswith("- ") and not line.strip().startswith("#")
+    ]
+    env = _requirement_lines(pip_lines)
+    assert req == env
+    assert any(name == "tensorflow-cpu" for name, _ in req)
+
+
+def test_every_requirement_line_says_who_needs_it():
+    text = (ROOT / "requirements.txt").read_text().splitlines()
+    for line in text:
+        if line.strip() and not line.lstrip().startswith("#"):
+            assert "#" in line, f"requirements.txt line without a comment: {line!r}"
+
+
+def test_every_pin_is_compatible_release():
+    req = _requirement_lines((ROOT / "requirements.txt").read_text().splitlines())
+    for (name, _), pin in req.items():
+        assert pin.startswith("~="), f"{name} is pinned as {pin!r}; use a compatible pin (~=)"
+
+
+def test_committed_notebooks_carry_no_outputs():
+    notebooks = sorted((ROOT / "notebooks").glob("*.ipynb"))
+    assert [p.name[:2] for p in notebooks] == ["01", "02", "03", "04"]
+    for path in notebooks:
+        nb = json.loads(path.read_text())
+        for cell in nb["cells"]:
+            if cell["cell_type"] == "code":
+                assert not cell.get("outputs") and cell.get("execution_count") is None, (
+                    f"{path.name} carries outputs: strip them (nbstripout or `pre-commit run`)"
+                )
