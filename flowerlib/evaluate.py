@@ -398,7 +398,9 @@ def _class_names_for(table: pd.DataFrame, num_outputs: int) -> list[str]:
     return names
 
 
-def predict_dataset(model: keras.Model, dataset: Any, *, tta: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def predict_dataset(
+    model: keras.Model, dataset: Any, *, tta: bool = False, flip: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """Run `model` over a `(images, labels)` dataset, keeping labels beside predictions.
 
     Each batch's labels are taken from the same element as its images, so the
@@ -408,16 +410,20 @@ def predict_dataset(model: keras.Model, dataset: Any, *, tta: bool = False) -> t
         model: a classifier taking raw RGB images in 0..255.
         dataset: an iterable of `(images [B, H, W, 3], labels [B])` batches.
         tta: average the probabilities of each image and its horizontal flip.
+        flip: predict the horizontally flipped images only.
 
     Returns:
         `(probs, labels)` as NumPy arrays.
     """
+    if tta and flip:
+        raise EvaluationError("Pass tta=True (image and flip averaged) or flip=True (flip only), not both.")
     probs, labels = [], []
     for images, batch_labels in dataset:
         images = np.asarray(images, dtype=np.float32)
-        p = np.asarray(model.predict_on_batch(images), dtype=np.float64)
+        mirrored = images[:, :, ::-1, :]
+        p = np.asarray(model.predict_on_batch(mirrored if flip else images), dtype=np.float64)
         if tta:
-            p = 0.5 * (p + np.asarray(model.predict_on_batch(images[:, :, ::-1, :]), dtype=np.float64))
+            p = 0.5 * (p + np.asarray(model.predict_on_batch(mirrored), dtype=np.float64))
         probs.append(p)
         labels.append(np.asarray(batch_labels))
     if not probs:
@@ -480,6 +486,12 @@ def evaluate(
             f"The table's labels go up to {rows['label'].max()} but the model has {num_outputs} outputs: "
             "this model was trained for a different number of classes (check cfg.num_classes and cfg.run)."
         )
+    input_shape = model.input_shape[0] if isinstance(model.input_shape, list) else model.input_shape
+    if input_shape[1] is not None and int(input_shape[1]) != cfg.image_size:
+        raise EvaluationError(
+            f"The model takes {input_shape[1]} px images but cfg.image_size={cfg.image_size}; "
+            "evaluate with the configuration the model was trained with."
+        )
     names = list(class_names) if class_names is not None else _class_names_for(rows, num_outputs)
     dataset = pipeline.make_dataset(
         rows,
@@ -489,6 +501,54 @@ def evaluate(
         training=False,
     )
     probs, labels = predict_dataset(model, dataset, tta=tta)
+    _check_alignment(labels, rows)
+    return _evaluation(probs, rows, names, subset, cfg.split, tta, Path(cfg.data_dir), int(cfg.image_size))
+
+
+def with_tta(model: keras.Model, evaluation: Evaluation, *, batch_size: int = 32) -> Evaluation:
+    """The same evaluation with test-time augmentation, reusing the unflipped predictions.
+
+    Averages `evaluation.probs` with the model's predictions of the horizontally
+    flipped images: one more pass over the subset instead of the two that
+    `evaluate(..., tta=True)` makes.
+
+    Args:
+        model: the model that produced `evaluation`.
+        evaluation: an evaluation made without TTA.
+        batch_size: images per forward pass.
+
+    Returns:
+        A new `Evaluation` with `tta=True`.
+
+    Raises:
+        EvaluationError: `evaluation` already used TTA.
+    """
+    from flowerlib import pipeline
+
+    if evaluation.tta:
+        raise EvaluationError("This evaluation already used TTA; pass one made with tta=False.")
+    dataset = pipeline.make_dataset(
+        evaluation.table,
+        evaluation.data_dir,
+        image_size=evaluation.image_size,
+        batch_size=batch_size,
+        training=False,
+    )
+    flipped, labels = predict_dataset(model, dataset, flip=True)
+    _check_alignment(labels, evaluation.table)
+    return _evaluation(
+        0.5 * (evaluation.probs + flipped),
+        evaluation.table,
+        evaluation.class_names,
+        evaluation.subset,
+        evaluation.split,
+        True,
+        evaluation.data_dir,
+        evaluation.image_size,
+    )
+
+
+def _check_alignment(labels: np.ndarray, rows: pd.DataFrame) -> None:
     y_true = rows["label"].to_numpy(dtype=np.int64)
     if labels.shape != y_true.shape or not np.array_equal(labels, y_true):
         raise EvaluationError(
@@ -496,8 +556,21 @@ def evaluate(
             f"({labels.shape[0]} labels for {y_true.shape[0]} rows); evaluation needs a deterministic, "
             "unshuffled dataset (pipeline.make_dataset(..., training=False))."
         )
+
+
+def _evaluation(
+    probs: np.ndarray,
+    rows: pd.DataFrame,
+    names: list[str],
+    subset: str,
+    split: str,
+    tta: bool,
+    data_dir: Path,
+    image_size: int,
+) -> Evaluation:
+    y_true = rows["label"].to_numpy(dtype=np.int64)
     metrics = compute_metrics(y_true, probs, names)
-    metrics.update({"subset": subset, "split": cfg.split, "tta": bool(tta)})
+    metrics.update({"subset": subset, "split": split, "tta": bool(tta)})
     y_pred = np.argmax(probs, axis=1)
     return Evaluation(
         probs=probs,
@@ -506,12 +579,12 @@ def evaluate(
         metrics=metrics,
         per_class=per_class_table(y_true, y_pred, names),
         table=rows,
-        class_names=names,
+        class_names=list(names),
         subset=subset,
-        split=cfg.split,
+        split=split,
         tta=bool(tta),
-        data_dir=Path(cfg.data_dir),
-        image_size=int(cfg.image_size),
+        data_dir=data_dir,
+        image_size=image_size,
     )
 
 

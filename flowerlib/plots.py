@@ -275,11 +275,10 @@ def plot_confusion_matrix(cm, class_names=None, *, sort: bool = True, max_labels
         ticks = np.arange(0, c, 10 if c > 20 else 1)
         ax.set_xticks(ticks, [str(t) for t in ticks], fontsize=7)
         ax.set_yticks(ticks, [str(t) for t in ticks], fontsize=7)
-    rank = "classes sorted by accuracy (rank)" if sort else "class index"
-    ax.set_xlabel(
-        f"predicted class ({rank})" if not (class_names is not None and c <= max_labels) else "predicted"
-    )
-    ax.set_ylabel(f"true class ({rank})" if not (class_names is not None and c <= max_labels) else "true")
+    named = class_names is not None and c <= max_labels
+    unit = "" if named else (", ranked by accuracy" if sort else ", by index")
+    ax.set_xlabel(f"predicted class{unit}")
+    ax.set_ylabel(f"true class{unit}")
     ax.set_title(f"Normalised confusion matrix ({c} classes)")
     fig.tight_layout()
     return fig
@@ -308,11 +307,10 @@ def plot_per_class_accuracy(per_class, *, ax=None):
     ax.set_yticks(np.arange(c), table["class_name"], fontsize=7 if c > 30 else 9)
     ax.set_ylim(-0.6, c - 0.4)
     mean = float(table["accuracy"].mean()) if c else float("nan")
-    ax.axvline(mean, color="black", linestyle="--", linewidth=1, label=f"mean per-class accuracy {mean:.3f}")
+    ax.axvline(mean, color="black", linestyle="--", linewidth=1)
     ax.set_xlim(0, 1.0)
     ax.set_xlabel("accuracy (fraction of the class's test images classified correctly)")
-    ax.set_title("Per-class accuracy, worst on top")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title(f"Per-class accuracy, worst on top (dashed: mean {mean:.3f})")
     fig.tight_layout()
     return fig
 

@@ -186,6 +186,12 @@ def test_evaluate_predictions_line_up_with_labels(grey_data):
     reversed_result = evaluate.evaluate(_grey_classifier(), table.iloc[::-1], cfg, tta=True)
     np.testing.assert_allclose(reversed_result.probs, result.probs[::-1], atol=1e-5)
     assert reversed_result.metrics["tta"] is True
+    # with_tta reuses the plain predictions and adds the flipped pass: same as tta=True
+    added = evaluate.with_tta(_grey_classifier(), result)
+    assert added.tta and added.metrics["tta"] is True
+    np.testing.assert_allclose(added.probs, reversed_result.probs[::-1], atol=1e-5)
+    with pytest.raises(evaluate.EvaluationError, match="already used TTA"):
+        evaluate.with_tta(_grey_classifier(), added)
 
 
 def test_evaluate_rejects_bad_subset_and_label_mismatch(grey_data):
@@ -196,6 +202,8 @@ def test_evaluate_rejects_bad_subset_and_label_mismatch(grey_data):
         evaluate.evaluate(model, table, cfg, subset="testing")
     with pytest.raises(evaluate.EvaluationError, match="no 'train' rows"):
         evaluate.evaluate(model, table, cfg, subset="train")
+    with pytest.raises(evaluate.EvaluationError, match="cfg.image_size=64"):
+        evaluate.evaluate(model, table, cfg.replace(image_size=64))
     bad = table.assign(label=table["label"] + 10)
     with pytest.raises(evaluate.EvaluationError, match="different number of classes"):
         evaluate.evaluate(model, bad, cfg)
