@@ -47,10 +47,13 @@ def _profile_defaults(profile: str) -> dict[str, Any]:
             "batch_size": 32,
             "backbone": "tiny",
             "weights": None,
-            "head_epochs": 40,
-            "fine_tune_epochs": 1,
-            "head_learning_rate": 3e-3,
-            "fine_tune_learning_rate": 1e-4,
+            "head_epochs": 20,
+            "fine_tune_epochs": 10,
+            "head_learning_rate": 1e-2,
+            # "tiny" has no pretrained weights: its fine-tuning phase unfreezes
+            # all 4 stages and is where it really learns, so a from-scratch rate.
+            "fine_tune_learning_rate": 1e-3,
+            "fine_tune_stages": 4,
             "patience": 10,
         }
     raise ConfigError(f"Unknown profile. Expected one of {PROFILES}. Received profile={profile!r}")

@@ -1,0 +1,357 @@
+"""The feature cache: the frozen backbone's pooled features, computed once per image.
+
+While the backbone is frozen, every epoch of head training would push each
+image through the same ~25 million frozen ResNet50 weights again, only to get
+the same 2,048 numbers. The fast path computes those numbers once (plus
+`cfg.cache_views` randomly augmented views of each training image, so the head
+still sees some augmentation), stores them on disk and trains the head on them:
+seconds per epoch instead of minutes.
+
+A cache file is named by a hash (`cache/features-<key>.npz`) of everything that
+determines its content:
+
+- the backbone (name, width `alpha`, preprocessing, image size, dtype policy),
+- the weights' identity (`"imagenet"`, the SHA-256 of a weights file, or
+  `"random"` with the seed) AND a fingerprint of the actual weight values,
+- the rows of the split table it covers (ids, files, labels, in order),
+- the augmentation settings, seed and number of views,
+- a format version.
+
+Change any of them and the key changes, so a stale file is never reused (for
+example after the split table changes). Files are written atomically and
+checked on reading; an unreadable or inconsistent file is recomputed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from flowerlib.artifacts import Layout, atomic_path
+
+if TYPE_CHECKING:
+    import keras
+    import pandas as pd
+    import tensorflow as tf
+
+    from flowerlib.config import Config
+
+FORMAT_VERSION = 1
+VIEW_SEED_STRIDE = 101  # augmented view v uses augmenter(seed + v * stride)
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """Pooled backbone features of one part of a split.
+
+    Attributes:
+        features: float32 `[N, D]`.
+        labels: int32 `[N]`.
+        image_ids: int `[N]`, the table's `image_id` of each row.
+        views: int `[N]`; 0 is the image itself, `v >= 1` its v-th augmented view.
+        key: the cache key.
+        path: the cache file.
+        from_cache: True when read from disk, False when computed now.
+        seconds: time spent (reading, or extracting and writing).
+    """
+
+    features: np.ndarray
+    labels: np.ndarray
+    image_ids: np.ndarray
+    views: np.ndarray
+    key: str
+    path: Path
+    from_cache: bool
+    seconds: float = 0.0
+    meta: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+# --- keys ---------------------------------------------------------------------
+
+_FILE_HASHES: dict[tuple[str, int, int], str] = {}
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a file (memoised per path, size and modification time)."""
+    p = Path(path)
+    st = p.stat()
+    memo = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    if memo not in _FILE_HASHES:
+        h = hashlib.sha256()
+        with p.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        _FILE_HASHES[memo] = h.hexdigest()
+    return _FILE_HASHES[memo]
+
+
+def weights_identity(cfg: Config) -> str:
+    """`"imagenet"`, `"random:seed=<seed>"` or `"sha256:<hex>"` of the weights file."""
+    if cfg.weights is None:
+        return f"random:seed={cfg.seed}"
+    if cfg.weights == "imagenet":
+        return "imagenet"
+    from flowerlib.backbones import resolve_weights
+
+    return "sha256:" + file_sha256(resolve_weights(cfg.weights))
+
+
+def weights_fingerprint(model: keras.Model) -> str:
+    """SHA-256 over a model's weight values (which exact network computed the features)."""
+    h = hashlib.sha256()
+    for w in model.weights:
+        a = np.ascontiguousarray(w.numpy())
+        h.update(f"{w.path}:{a.dtype}:{a.shape};".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def table_fingerprint(rows: pd.DataFrame) -> str:
+    """SHA-256 of the rows' `image_id`, `file` and `label`, in order."""
+    cols = [c for c in ("image_id", "file", "label") if c in rows.columns]
+    text = rows[cols].to_csv(index=False, lineterminator="\n")
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def views_for(cfg: Config, subset: str) -> int:
+    """Augmented views per image cached for `subset`: `cfg.cache_views` for train (with augmentation), else 0."""
+    return cfg.cache_views if subset == "train" and cfg.augment else 0
+
+
+def key_inputs(
+    cfg: Config, rows: pd.DataFrame, *, views: int, backbone_fingerprint: str, policy: str = "float32"
+) -> dict[str, Any]:
+    """Everything that determines the cached features, as a JSON-friendly dict."""
+    from flowerlib.backbones import get_backbone
+
+    spec = get_backbone(cfg.backbone)
+    augmentation: dict[str, Any] | None = None
+    if views:
+        from flowerlib.pipeline import augmenter
+
+        augmentation = {
+            "seed": cfg.seed,
+            "stride": VIEW_SEED_STRIDE,
+            "layers": _without_names(json.loads(json.dumps(augmenter(cfg.seed).get_config(), default=str))),
+        }
+    return {
+        "version": FORMAT_VERSION,
+        "backbone": spec.name,
+        "alpha": spec.alpha_for(cfg.weights, cfg.extra.get("alpha")),
+        "preprocess": spec.preprocess,
+        "image_size": cfg.image_size,
+        "policy": policy,
+        "weights": weights_identity(cfg),
+        "weights_fingerprint": backbone_fingerprint,
+        "rows": table_fingerprint(rows),
+        "n_rows": len(rows),
+        "views": views,
+        "augmentation": augmentation,
+    }
+
+
+def _without_names(obj: Any) -> Any:
+    """A layer config without its auto-numbered `name` fields (they change on every build)."""
+    if isinstance(obj, dict):
+        return {k: _without_names(v) for k, v in obj.items() if k != "name"}
+    if isinstance(obj, list):
+        return [_without_names(v) for v in obj]
+    return obj
+
+
+def make_key(inputs: dict[str, Any]) -> str:
+    """The short hash naming a cache file."""
+    text = json.dumps(inputs, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def cache_path(cfg: Config, key: str) -> Path:
+    """`<data_dir>/cache/features-<key>.npz`."""
+    return Layout(cfg.data_dir).cache_dir / f"features-{key}.npz"
+
+
+# --- extraction ---------------------------------------------------------------
+
+
+def extract_features(
+    extractor: keras.Model,
+    dataset: tf.data.Dataset,
+    *,
+    jit_compile: bool = False,
+    batch_size: int | None = None,
+    progress: str | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Run a frozen feature extractor over a dataset of `(images, labels)` batches.
+
+    The forward pass runs as one compiled function (`training=False`), with XLA
+    when `jit_compile`; a short last batch is padded to `batch_size` so XLA
+    compiles only once.
+
+    Args:
+        extractor: image -> pooled features (`flowerlib.model.feature_extractor`).
+        dataset: batched `(images, labels)`.
+        jit_compile: compile with XLA.
+        batch_size: the dataset's batch size (for padding the last batch).
+        progress: a label for a progress bar; `None` shows none.
+
+    Returns:
+        `(features float32 [N, D], labels int32 [N])`.
+    """
+    import tensorflow as tf
+
+    @tf.function(jit_compile=jit_compile, reduce_retracing=True)
+    def forward(images):
+        return extractor(images, training=False)
+
+    features, labels = [], []
+    bar = None
+    if progress is not None:
+        from tqdm.auto import tqdm
+
+        cardinality = int(dataset.cardinality())
+        bar = tqdm(total=cardinality if cardinality > 0 else None, desc=progress, unit="batch", leave=False)
+    for images, y in dataset:
+        n = int(images.shape[0])
+        if jit_compile and batch_size and n < batch_size:
+            pad = tf.zeros((batch_size - n, *images.shape[1:]), images.dtype)
+            images = tf.concat([images, pad], axis=0)
+        features.append(np.asarray(forward(images), dtype=np.float32)[:n])
+        labels.append(np.asarray(y, dtype=np.int32))
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    return np.concatenate(features), np.concatenate(labels)
+
+
+def _read(path: Path, key: str) -> FeatureSet | None:
+    """The cache file if it is whole and made for `key`, else None."""
+    t0 = time.perf_counter()
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"]))
+            arrays = {k: data[k] for k in ("features", "labels", "image_ids", "views")}
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as e:
+        logger.warning("Ignoring unreadable feature cache %s (%s); recomputing it.", path, e)
+        return None
+    n = len(arrays["labels"])
+    if meta.get("key") != key or any(len(a) != n for a in arrays.values()) or arrays["features"].ndim != 2:
+        logger.warning("Ignoring inconsistent feature cache %s; recomputing it.", path)
+        return None
+    return FeatureSet(
+        **arrays, key=key, path=path, from_cache=True, seconds=time.perf_counter() - t0, meta=meta
+    )
+
+
+def _write(path: Path, key: str, inputs: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+    meta = json.dumps({"key": key, "inputs": inputs}, sort_keys=True, default=str)
+    with atomic_path(path) as tmp, tmp.open("wb") as f:
+        np.savez(f, meta=np.array(meta), **arrays)
+
+
+def cached_features(
+    cfg: Config,
+    model: keras.Model,
+    table: pd.DataFrame,
+    subset: str,
+    *,
+    views: int | None = None,
+    verbose: bool = False,
+) -> FeatureSet:
+    """Pooled features of `subset`'s images under `model`'s frozen backbone, from the cache when possible.
+
+    Args:
+        cfg: the configuration (data directory, image size, batch size, seed,
+            augmentation, `jit_compile`).
+        model: the classifier (`flowerlib.model.build_classifier`); its
+            preprocess + backbone + pool compute the features.
+        table: the whole split table.
+        subset: `"train"`, `"val"` or `"test"`.
+        views: augmented views per image on top of the image itself; defaults
+            to `views_for(cfg, subset)`.
+        verbose: show a progress bar while extracting.
+
+    Returns:
+        A `FeatureSet`: rows grouped by view (all images for view 0, then all
+        for view 1, ...), each in table order.
+
+    Raises:
+        ValueError: no rows in `subset`.
+    """
+    from flowerlib.model import backbone_of, feature_extractor
+    from flowerlib.pipeline import make_dataset
+    from flowerlib.runtime import use_jit
+
+    rows = table[table["split"] == subset]
+    if len(rows) == 0:
+        raise ValueError(
+            f"The split table has no {subset!r} rows. Parts present: {sorted(set(table['split']))}"
+        )
+    views = views_for(cfg, subset) if views is None else int(views)
+    if views < 0:
+        raise ValueError(f"views must be >= 0. Received views={views}")
+    inputs = key_inputs(
+        cfg,
+        rows,
+        views=views,
+        backbone_fingerprint=weights_fingerprint(backbone_of(model)),
+        policy=str(backbone_of(model).dtype_policy.name),
+    )
+    key = make_key(inputs)
+    path = cache_path(cfg, key)
+    if path.is_file():
+        hit = _read(path, key)
+        if hit is not None:
+            return hit
+
+    t0 = time.perf_counter()
+    extractor = feature_extractor(model)
+    jit = use_jit(cfg, "extract")
+    parts: dict[str, list[np.ndarray]] = {"features": [], "labels": [], "image_ids": [], "views": []}
+    for v in range(views + 1):
+        ds = make_dataset(
+            rows,
+            cfg.data_dir,
+            image_size=cfg.image_size,
+            batch_size=cfg.batch_size,
+            training=False,  # table order: features line up with image ids
+            augment=v > 0,
+            seed=cfg.seed + v * VIEW_SEED_STRIDE,
+        )
+        label = f"{subset} features" + (f" (view {v})" if views else "") if verbose else None
+        feats, labels = extract_features(
+            extractor, ds, jit_compile=jit, batch_size=cfg.batch_size, progress=label
+        )
+        parts["features"].append(feats)
+        parts["labels"].append(labels)
+        parts["image_ids"].append(rows["image_id"].to_numpy(dtype=np.int64))
+        parts["views"].append(np.full(len(labels), v, dtype=np.int16))
+    arrays = {k: np.concatenate(v) for k, v in parts.items()}
+    _write(path, key, inputs, arrays)
+    return FeatureSet(
+        **arrays,
+        key=key,
+        path=path,
+        from_cache=False,
+        seconds=time.perf_counter() - t0,
+        meta={"key": key, "inputs": inputs},
+    )
+
+
+def estimate_size(n_images: int, feature_dim: int, views: int = 0) -> int:
+    """Bytes a cache file of `n_images` x (1 + `views`) float32 features takes (roughly)."""
+    return int(math.ceil(n_images * (1 + views) * feature_dim * 4 * 1.01))

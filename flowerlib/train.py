@@ -1,0 +1,562 @@
+"""Training in two phases, resumable, with every artifact written atomically.
+
+1. Head: the backbone is frozen and only the new head learns. Fast path
+   (`cfg.cache_features`, the default): the frozen backbone's pooled features
+   are computed once per image (`flowerlib.cache`) and the head is trained on
+   them, then copied into the full model. Plain path: the frozen backbone runs
+   inside `model.fit` on augmented images every epoch.
+2. Fine-tuning (`cfg.fine_tune_epochs > 0`): the last `cfg.fine_tune_stages`
+   stages of the backbone are unfrozen (BatchNorm stays frozen), the model is
+   recompiled with the low `cfg.fine_tune_learning_rate` on a cosine schedule,
+   and trained on augmented images.
+
+Both phases stop early on the validation loss and keep the best epoch's weights.
+
+Resuming. After every epoch the run's state is checkpointed under
+`runs/<run>/checkpoints/` (weights with the optimizer's state, the
+early-stopping state, the history so far), each file written atomically and
+`state.json` last, so the files always agree. Calling `train(cfg)` again with
+the same configuration and split after a crash or Ctrl-C continues after the
+last completed epoch; a finished phase is not redone, and a finished run is
+simply loaded. With a *different* configuration (or split table), the old
+state does not apply: it is discarded with a warning and training starts
+afresh (`restart=True` forces that).
+
+Artifacts (`flowerlib.artifacts.RunLayout`): `model.keras`, `config.json`,
+`history.csv` (one row per epoch, with a `phase` column), `labels.json`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import time
+import uuid
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import keras
+import numpy as np
+
+from flowerlib.artifacts import Layout, RunLayout, atomic_path, read_json, write_json, write_text
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from flowerlib.config import Config
+
+STATE_VERSION = 1
+HISTORY_COLUMNS = (
+    "phase",
+    "epoch",
+    "loss",
+    "accuracy",
+    "val_loss",
+    "val_accuracy",
+    "learning_rate",
+    "seconds",
+)
+# Settings that do not change what is trained: a run may resume across them.
+_NOT_IN_FINGERPRINT = ("data_dir", "source", "mirror", "tensorboard", "jit_compile")
+
+
+class TrainingError(RuntimeError):
+    """Training cannot start or continue (e.g. an empty train or validation part)."""
+
+
+@dataclass
+class TrainResult:
+    """What `train` returns.
+
+    Attributes:
+        model: the trained classifier (an ordinary `keras.Model`).
+        history: one row per epoch; columns `phase` (`"head"`, `"fine_tune"`),
+            `epoch` (1-based within its phase), `loss`, `accuracy`, `val_loss`,
+            `val_accuracy`, `learning_rate`, `seconds`.
+        run: where the artifacts are.
+        resumed: True when earlier work of the same run was reused.
+        info: timings and facts (`extract_seconds`, `cache_hit`, `head_seconds`,
+            `fine_tune_seconds`, `policy`, `strategy`, `replicas`).
+    """
+
+    model: keras.Model
+    history: pd.DataFrame
+    run: RunLayout
+    resumed: bool = False
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+# --- run state ------------------------------------------------------------------
+
+
+def run_fingerprint(cfg: Config, table: pd.DataFrame) -> str:
+    """Hash of everything that determines a run: the configuration (minus paths
+    and logging switches) and the split table."""
+    from flowerlib.cache import table_fingerprint
+
+    settings = {k: v for k, v in cfg.to_dict().items() if k not in _NOT_IN_FINGERPRINT}
+    cols = [c for c in ("image_id", "file", "label", "split") if c in table.columns]
+    payload = json.dumps(
+        {
+            "version": STATE_VERSION,
+            "config": settings,
+            "extra": cfg.extra,
+            "table": table_fingerprint(table[cols]),
+        },
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:20]
+
+
+class RunState:
+    """The resumable state of one run: `checkpoints/state.json` plus the weight files it names."""
+
+    def __init__(self, run: RunLayout, fingerprint: str):
+        self.run = run
+        self.dir = run.checkpoints
+        self.path = run.checkpoints / "state.json"
+        self.fingerprint = fingerprint
+        self.data: dict[str, Any] = {"fingerprint": fingerprint, "phases": {}, "history": [], "done": False}
+
+    @classmethod
+    def open(cls, run: RunLayout, fingerprint: str, *, restart: bool = False) -> tuple[RunState, bool]:
+        """Load the state of `run` if it belongs to `fingerprint`, else start fresh.
+
+        Returns:
+            `(state, resumed)`.
+        """
+        state = cls(run, fingerprint)
+        if restart:
+            state.clear()
+            return state, False
+        if not state.path.is_file():
+            if run.history.exists() or state.dir.exists():
+                state.clear()  # leftovers of a run that never completed an epoch
+            return state, False
+        try:
+            stored = read_json(state.path)
+        except ValueError:
+            stored = {}
+        if stored.get("fingerprint") != fingerprint:
+            warnings.warn(
+                f"The run folder {run.root} holds state of a run with another configuration or split; "
+                "it is discarded and training starts afresh. (Set run_name to keep runs apart.)",
+                stacklevel=3,
+            )
+            state.clear()
+            return state, False
+        state.data = stored
+        return state, True
+
+    def clear(self) -> None:
+        """Forget everything: checkpoints and history."""
+        shutil.rmtree(self.dir, ignore_errors=True)
+        self.run.history.unlink(missing_ok=True)
+        self.data = {"fingerprint": self.fingerprint, "phases": {}, "history": [], "done": False}
+
+    def phase(self, name: str) -> dict[str, Any]:
+        return self.data["phases"].setdefault(name, {"epoch": 0, "done": False})
+
+    def file(self, name: str) -> Path:
+        return self.dir / name
+
+    def rows(self, phase: str | None = None) -> list[dict[str, Any]]:
+        return [r for r in self.data["history"] if phase is None or r["phase"] == phase]
+
+    def save(self) -> None:
+        """Write `state.json` and `history.csv` atomically (the weight files are written before)."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        write_json(self.path, self.data)
+        write_history(self.run.history, self.data["history"])
+
+    def remove_except(self, keep: Sequence[str]) -> None:
+        """Delete weight files of this state that are no longer referenced."""
+        for p in self.dir.glob("*.weights.h5"):
+            if p.name not in keep:
+                p.unlink(missing_ok=True)
+        for p in self.dir.glob("*.npz"):
+            if p.name not in keep:
+                p.unlink(missing_ok=True)
+
+    def referenced(self) -> list[str]:
+        names = []
+        for ph in self.data["phases"].values():
+            names += [v for k, v in ph.items() if k.endswith("_file") and v]
+        return names
+
+
+def write_history(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Write the history rows as CSV, atomically."""
+
+    table = history_frame(rows)
+    write_text(path, table.to_csv(index=False))
+
+
+def history_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """History rows as a DataFrame with the standard columns first."""
+    import pandas as pd
+
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return pd.DataFrame(columns=list(HISTORY_COLUMNS))
+    rest = [c for c in table.columns if c not in HISTORY_COLUMNS]
+    return table[[c for c in HISTORY_COLUMNS if c in table.columns] + rest]
+
+
+def read_history(run: RunLayout) -> pd.DataFrame:
+    """The `history.csv` of a run.
+
+    Raises:
+        FileNotFoundError: the run has no history yet (train first).
+    """
+    import pandas as pd
+
+    if not run.history.is_file():
+        raise FileNotFoundError(
+            f"No training history at {run.history}. Train first (notebooks/03_train.ipynb)."
+        )
+    return pd.read_csv(run.history)
+
+
+def _save_weights(model: keras.Model, path: Path) -> None:
+    """`model.save_weights` (weights and optimizer state), atomically."""
+    # Keras insists on a `.weights.h5` ending, which atomic_path's temporary names lack.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{uuid.uuid4().hex[:8]}.tmp.weights.h5")
+    try:
+        model.save_weights(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _save_arrays(arrays: list[np.ndarray], path: Path) -> None:
+    with atomic_path(path) as tmp, tmp.open("wb") as f:
+        np.savez(f, *arrays)
+
+
+def _load_arrays(path: Path) -> list[np.ndarray]:
+    with np.load(path, allow_pickle=False) as data:
+        return [data[f"arr_{i}"] for i in range(len(data.files))]
+
+
+# --- the per-epoch checkpoint ------------------------------------------------------
+
+
+def _learning_rate(model: keras.Model) -> float:
+    opt = model.optimizer
+    lr = getattr(opt, "learning_rate", None)
+    try:
+        return float(np.asarray(lr))
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+class PhaseCheckpoint(keras.callbacks.Callback):
+    """At the end of every epoch: history row, latest and best weights, early-stopping state.
+
+    Files are written atomically, weights first and `state.json` last, so the
+    state never names a file that is not complete. Place it right after the
+    `EarlyStopping` callback it mirrors: on a resumed run it puts that
+    callback's counters and best weights back, so patience and "restore the
+    best weights" carry across the interruption.
+
+    Args:
+        state: the run's state.
+        phase: `"head"` or `"fine_tune"`.
+        early_stopping: the phase's `EarlyStopping` callback.
+    """
+
+    def __init__(self, state: RunState, phase: str, early_stopping: keras.callbacks.EarlyStopping):
+        super().__init__()
+        self.state = state
+        self.phase_name = phase
+        self.es = early_stopping
+        self._t0 = 0.0
+
+    def on_train_begin(self, logs=None):
+        ph = self.state.phase(self.phase_name)
+        if ph.get("best_file"):
+            self.es.best = ph["es_best"]
+            self.es.best_epoch = ph["es_best_epoch"]
+            self.es.wait = ph["es_wait"]
+            self.es.best_weights = _load_arrays(self.state.file(ph["best_file"]))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._t0 = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        ph = self.state.phase(self.phase_name)
+        row: dict[str, Any] = {"phase": self.phase_name, "epoch": epoch + 1}
+        row.update({k: float(v) for k, v in logs.items() if np.ndim(v) == 0})
+        row["learning_rate"] = _learning_rate(self.model)
+        row["seconds"] = round(time.perf_counter() - self._t0, 3)
+        latest = f"{self.phase_name}-latest-{epoch + 1:04d}.weights.h5"
+        _save_weights(self.model, self.state.file(latest))
+        if self.es.best_epoch == epoch and self.es.best_weights is not None:
+            best = f"{self.phase_name}-best-{epoch + 1:04d}.npz"
+            _save_arrays(self.es.best_weights, self.state.file(best))
+            ph["best_file"] = best
+        ph.update(
+            epoch=epoch + 1,
+            latest_file=latest,
+            es_best=None if self.es.best is None else float(self.es.best),
+            es_best_epoch=int(self.es.best_epoch),
+            es_wait=int(self.es.wait),
+            stopped=bool(self.model.stop_training),
+        )
+        history = [
+            r
+            for r in self.state.data["history"]
+            if not (r["phase"] == self.phase_name and r["epoch"] > epoch)
+        ]
+        self.state.data["history"] = [*history, row]
+        self.state.save()
+        self.state.remove_except(self.state.referenced())
+
+
+# --- the phases ---------------------------------------------------------------
+
+
+def _fit_phase(
+    model: keras.Model,
+    state: RunState,
+    phase: str,
+    cfg: Config,
+    train_data: Any,
+    val_data: Any,
+    *,
+    epochs: int,
+    batch_size: int | None = None,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    verbose: int = 2,
+) -> None:
+    """`model.fit` for one phase, resuming from the state's checkpoint (in place)."""
+    ph = state.phase(phase)
+    es = keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience, restore_best_weights=True)
+    initial_epoch = int(ph.get("epoch", 0))
+    if ph.get("latest_file"):
+        model.optimizer.build(model.trainable_variables)
+        model.load_weights(state.file(ph["latest_file"]))
+    if ph.get("stopped") or initial_epoch >= epochs:
+        if ph.get("best_file"):  # the phase had ended; only its bookkeeping was missing
+            model.set_weights(_load_arrays(state.file(ph["best_file"])))
+        return
+    all_callbacks = [es, PhaseCheckpoint(state, phase, es)]
+    if cfg.tensorboard:
+        all_callbacks.append(keras.callbacks.TensorBoard(log_dir=str(state.run.logs / phase)))
+    all_callbacks += list(callbacks)
+    if isinstance(train_data, tuple):
+        x, y = train_data
+        model.fit(
+            x,
+            y,
+            validation_data=val_data,
+            epochs=epochs,
+            initial_epoch=initial_epoch,
+            batch_size=batch_size,
+            shuffle=True,
+            callbacks=all_callbacks,
+            verbose=verbose,
+        )
+    else:
+        model.fit(
+            train_data,
+            validation_data=val_data,
+            epochs=epochs,
+            initial_epoch=initial_epoch,
+            callbacks=all_callbacks,
+            verbose=verbose,
+        )
+
+
+def _finish_phase(model: keras.Model, state: RunState, phase: str) -> None:
+    """Record a finished phase: the weights it ended with, and `done` in the state."""
+    ph = state.phase(phase)
+    done_file = f"{phase}-done.npz"
+    _save_arrays(model.get_weights(), state.file(done_file))
+    ph.update(done=True, done_file=done_file, latest_file=None, best_file=None)
+    state.save()
+    state.remove_except(state.referenced())
+
+
+def _restore_done(model: keras.Model, state: RunState, phase: str) -> None:
+    """Put back the weights a finished phase ended with."""
+    model.set_weights(_load_arrays(state.file(state.phase(phase)["done_file"])))
+
+
+def train(
+    cfg: Config,
+    table: pd.DataFrame | None = None,
+    *,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    restart: bool = False,
+    verbose: int = 2,
+) -> TrainResult:
+    """Train the classifier of `cfg` in two phases and save it under `runs/<cfg.run>/`.
+
+    Args:
+        cfg: the configuration.
+        table: the split table; default `flowerlib.splits.prepare_split(cfg)`.
+        callbacks: extra Keras callbacks for both phases' `fit` (the head
+            phase's on cached features too).
+        restart: discard any saved state of this run and start afresh.
+        verbose: Keras `fit` verbosity (0 silent, 1 progress bar, 2 one line per epoch).
+
+    Returns:
+        A `TrainResult` with the model, the history of both phases and the run layout.
+
+    Raises:
+        TrainingError: the split has no train or no validation images.
+        flowerlib.backbones.ModelConfigError: the model cannot be built as configured.
+    """
+    from flowerlib.model import build_classifier, compile_for_phase, load_model, save_model, set_trainable
+    from flowerlib.runtime import precision_policy, seed_everything, select_strategy
+
+    seed_everything(cfg.seed)
+    if table is None:
+        from flowerlib.splits import prepare_split
+
+        table = prepare_split(cfg)
+    for part in ("train", "val"):
+        if not (table["split"] == part).any():
+            raise TrainingError(
+                f"The split table has no {part!r} images; training needs both train and val. "
+                f"Parts present: {sorted(set(table['split']))}"
+            )
+    num_classes = max(cfg.num_classes, int(table["label"].max()) + 1)
+    run = Layout(cfg.data_dir).run(cfg.run)
+    state, resumed = RunState.open(run, run_fingerprint(cfg, table), restart=restart)
+    info: dict[str, Any] = {}
+
+    if state.data.get("done") and run.model.is_file():
+        model = load_model(run.model)
+        return TrainResult(
+            model, history_frame(state.rows()), run, resumed=True, info=state.data.get("info", {})
+        )
+
+    strategy = select_strategy(cfg)
+    info["strategy"] = type(strategy).__name__
+    info["replicas"] = int(strategy.num_replicas_in_sync)
+    with precision_policy(cfg) as policy, strategy.scope():
+        info["policy"] = policy
+        model = build_classifier(cfg, num_classes=num_classes)
+
+        # Phase 1: the head, on a frozen backbone.
+        t0 = time.perf_counter()
+        head = state.phase("head")
+        if head.get("done"):
+            _restore_done(model, state, "head")
+        elif cfg.cache_features:
+            _head_from_cache(model, state, cfg, table, num_classes, callbacks, verbose, info)
+            _finish_phase(model, state, "head")
+        else:
+            set_trainable(model, "head")
+            compile_for_phase(model, "head", cfg)
+            train_ds, val_ds = _datasets(cfg, table)
+            _fit_phase(
+                model,
+                state,
+                "head",
+                cfg,
+                train_ds,
+                val_ds,
+                epochs=cfg.head_epochs,
+                callbacks=callbacks,
+                verbose=verbose,
+            )
+            _finish_phase(model, state, "head")
+        info["head_seconds"] = round(time.perf_counter() - t0, 2)
+
+        # Phase 2: fine-tune the last stages, BatchNorm frozen, low learning rate.
+        t0 = time.perf_counter()
+        if cfg.fine_tune_epochs > 0 and not state.phase("fine_tune").get("done"):
+            set_trainable(model, "fine_tune", cfg.fine_tune_stages)
+            n_train = int((table["split"] == "train").sum())
+            compile_for_phase(model, "fine_tune", cfg, steps_per_epoch=math.ceil(n_train / cfg.batch_size))
+            train_ds, val_ds = _datasets(cfg, table)
+            _fit_phase(
+                model,
+                state,
+                "fine_tune",
+                cfg,
+                train_ds,
+                val_ds,
+                epochs=cfg.fine_tune_epochs,
+                callbacks=callbacks,
+                verbose=verbose,
+            )
+            _finish_phase(model, state, "fine_tune")
+        elif cfg.fine_tune_epochs > 0:
+            _restore_done(model, state, "fine_tune")
+        info["fine_tune_seconds"] = round(time.perf_counter() - t0, 2)
+
+    # Artifacts: labels, history, model, config; then the state says "done".
+    labels = table.drop_duplicates("label").sort_values("label")
+    names = dict(zip(labels["label"].astype(int), labels["class_name"].astype(str), strict=True))
+    write_json(run.labels, [names.get(i, str(i)) for i in range(num_classes)])
+    set_trainable(model, "head")  # a saved model loads frozen; fine-tune it again on purpose only
+    save_model(model, run.model)
+    write_json(run.config, cfg.to_dict())
+    state.data.update(done=True, info=info)
+    state.save()
+    return TrainResult(model, history_frame(state.rows()), run, resumed=resumed, info=info)
+
+
+def _datasets(cfg: Config, table: pd.DataFrame):
+    from flowerlib.pipeline import dataset_for
+
+    return dataset_for(cfg, table, "train"), dataset_for(cfg, table, "val")
+
+
+def _head_from_cache(
+    model: keras.Model,
+    state: RunState,
+    cfg: Config,
+    table: pd.DataFrame,
+    num_classes: int,
+    callbacks: Sequence[keras.callbacks.Callback],
+    verbose: int,
+    info: dict[str, Any],
+) -> None:
+    """Head phase on cached features, then the head is copied into `model`."""
+    from flowerlib.cache import cached_features
+    from flowerlib.model import attach_head, head_model
+    from flowerlib.runtime import seed_everything
+
+    train_f = cached_features(cfg, model, table, "train", verbose=verbose > 0)
+    val_f = cached_features(cfg, model, table, "val", views=0, verbose=verbose > 0)
+    info["cache_hit"] = bool(train_f.from_cache and val_f.from_cache)
+    info["extract_seconds"] = round(train_f.seconds + val_f.seconds, 2)
+    info["cache_files"] = [str(train_f.path), str(val_f.path)]
+    # Re-seed: the head's training does not depend on whether the features came from disk.
+    seed_everything(cfg.seed)
+    head = head_model(train_f.features.shape[1], num_classes, cfg.dropout)
+    head.compile(
+        optimizer=keras.optimizers.Adam(cfg.head_learning_rate),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        jit_compile=False,
+    )
+    _fit_phase(
+        head,
+        state,
+        "head",
+        cfg,
+        (train_f.features, train_f.labels),
+        (val_f.features, val_f.labels),
+        epochs=cfg.head_epochs,
+        batch_size=cfg.batch_size,
+        callbacks=callbacks,
+        verbose=verbose,
+    )
+    attach_head(model, head)

@@ -1,0 +1,158 @@
+"""The feature cache: hits, misses on every key input, no stale reuse, atomic writes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from flowerlib import cache
+from flowerlib.artifacts import Layout
+from flowerlib.config import Config
+from flowerlib.model import backbone_of, build_classifier, feature_extractor
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    from flowerlib import synthetic
+
+    root = tmp_path_factory.mktemp("cache-data")
+    synthetic.make_dataset(root, num_classes=3, images_per_class=8, image_size=32, seed=0)
+    return root
+
+
+@pytest.fixture(scope="module")
+def table(data_dir):
+    from flowerlib.splits import official_split
+
+    return official_split(Layout(data_dir))
+
+
+@pytest.fixture()
+def cfg(data_dir):
+    return Config.for_profile(
+        "smoke", data_dir=data_dir, num_classes=3, image_size=32, batch_size=4, cache_views=1
+    )
+
+
+@pytest.fixture(scope="module")
+def model(data_dir):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    return build_classifier(Config.for_profile("smoke", data_dir=data_dir, num_classes=3, image_size=32))
+
+
+def key_of(cfg, model, rows, views=0):
+    inputs = cache.key_inputs(
+        cfg, rows, views=views, backbone_fingerprint=cache.weights_fingerprint(backbone_of(model))
+    )
+    return cache.make_key(inputs)
+
+
+def test_second_call_is_a_hit_with_the_same_features(cfg, model, table):
+    first = cache.cached_features(cfg, model, table, "train")
+    assert first.path.is_file() and first.path.parent == Layout(cfg.data_dir).cache_dir
+    assert first.features.shape == (2 * 6, 128)  # 6 train images x (image + 1 augmented view)
+    assert list(first.views) == [0] * 6 + [1] * 6
+    np.testing.assert_array_equal(first.labels[:6], table[table.split == "train"]["label"])
+    second = cache.cached_features(cfg, model, table, "train")
+    assert (first.from_cache, second.from_cache) == (False, True)
+    np.testing.assert_array_equal(first.features, second.features)
+    # View 0 is the un-augmented image: exactly what the model's feature extractor computes.
+    from flowerlib.pipeline import make_dataset
+
+    ds = make_dataset(
+        table[table.split == "train"], cfg.data_dir, image_size=32, batch_size=4, training=False
+    )
+    expected = feature_extractor(model).predict(ds, verbose=0)
+    np.testing.assert_allclose(first.features[:6], expected, rtol=1e-4, atol=1e-4)
+    assert not np.allclose(first.features[:6], first.features[6:])  # the augmented view differs
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"image_size": 48},
+        {"backbone": "mobilenet_v2"},
+        {"seed": 1},
+        {"augment": False},
+    ],
+)
+def test_any_key_input_changes_the_key(cfg, model, table, change):
+    rows = table[table.split == "train"]
+    base = key_of(cfg, model, rows, views=1)
+    changed = cfg.replace(**change)
+    views = cache.views_for(changed, "train")
+    assert key_of(changed, model, rows, views=views) != base
+
+
+def test_views_weights_and_rows_change_the_key(cfg, model, table, tmp_path):
+    import keras
+
+    rows = table[table.split == "train"]
+    base = key_of(cfg, model, rows, views=1)
+    assert key_of(cfg, model, rows, views=2) != base
+    mobilenet = cfg.replace(backbone="mobilenet_v2")
+    narrow = cfg.replace(backbone="mobilenet_v2", extra={"alpha": 0.5})
+    assert key_of(mobilenet, model, rows, views=1) != key_of(narrow, model, rows, views=1)
+    assert key_of(cfg, model, rows.iloc[:-1], views=1) != base
+    relabelled = rows.assign(label=rows["label"].to_numpy()[::-1])
+    assert key_of(cfg, model, relabelled, views=1) != base
+    keras.utils.set_random_seed(123)  # another random init of the same architecture
+    other = build_classifier(cfg)
+    assert key_of(cfg, other, rows, views=1) != base
+    # A weights file is identified by its content.
+    path = tmp_path / "tiny.weights.h5"
+    backbone_of(model).save_weights(path)
+    first = cache.weights_identity(cfg.replace(weights=str(path)))
+    backbone_of(other).save_weights(path)
+    assert cache.weights_identity(cfg.replace(weights=str(path))) != first
+    assert first.startswith("sha256:")
+
+
+def test_changed_split_table_is_never_served_stale(cfg, model, table):
+    old = cache.cached_features(cfg, model, table, "val")
+    moved = table.copy()
+    first_val = moved.index[moved.split == "val"][0]
+    moved.loc[first_val, "split"] = "train"
+    new = cache.cached_features(cfg, model, moved, "val")
+    assert not new.from_cache and new.key != old.key
+    assert len(new) == len(old) - 1
+
+
+def test_interrupted_write_leaves_no_file(cfg, model, table, monkeypatch):
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    fresh = cfg.replace(seed=99)
+    monkeypatch.setattr(cache.np, "savez", crash)
+    with pytest.raises(KeyboardInterrupt):
+        cache.cached_features(fresh, model, table, "test")
+    assert not [p for p in Layout(cfg.data_dir).cache_dir.iterdir() if "tmp" in p.name]
+    monkeypatch.undo()
+    result = cache.cached_features(fresh, model, table, "test")
+    assert not result.from_cache
+
+
+def test_corrupt_cache_file_is_recomputed(cfg, model, table):
+    first = cache.cached_features(cfg, model, table, "test", views=0)
+    first.path.write_bytes(first.path.read_bytes()[:100])
+    again = cache.cached_features(cfg, model, table, "test", views=0)
+    assert not again.from_cache
+    np.testing.assert_allclose(again.features, first.features)
+
+
+def test_xla_extraction_pads_the_last_batch_and_agrees(cfg, model, table):
+    from flowerlib.pipeline import make_dataset
+
+    ds = make_dataset(table[table.split == "test"], cfg.data_dir, image_size=32, batch_size=4, training=False)
+    plain, labels = cache.extract_features(feature_extractor(model), ds)
+    jit, jit_labels = cache.extract_features(feature_extractor(model), ds, jit_compile=True, batch_size=4)
+    assert plain.shape == (len(table[table.split == "test"]), 128)
+    np.testing.assert_array_equal(labels, jit_labels)
+    np.testing.assert_allclose(plain, jit, rtol=1e-4, atol=1e-4)
+
+
+def test_empty_subset_is_a_clear_error(cfg, model, table):
+    with pytest.raises(ValueError, match="no 'val' rows"):
+        cache.cached_features(cfg, model, table[table.split != "val"], "val")

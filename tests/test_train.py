@@ -1,0 +1,204 @@
+"""Training: both phases, artifacts, resume after a crash, strategy, reproducibility."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+
+from flowerlib.artifacts import Layout, read_json
+from flowerlib.config import Config
+from flowerlib.model import load_model
+from flowerlib.train import TrainingError, read_history, train
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    from flowerlib import synthetic
+
+    root = tmp_path_factory.mktemp("train-data")
+    synthetic.make_dataset(root, num_classes=4, images_per_class=8, image_size=32, seed=0)
+    return root
+
+
+def make_cfg(data_dir, run_name, **overrides) -> Config:
+    values = {
+        "data_dir": data_dir,
+        "num_classes": 4,
+        "image_size": 32,
+        "batch_size": 4,
+        "head_epochs": 3,
+        "fine_tune_epochs": 2,
+        "cache_views": 1,
+        "run_name": run_name,
+    }
+    return Config.for_profile("smoke", **{**values, **overrides})
+
+
+class SimulatedCrash(Exception):
+    pass
+
+
+class CrashAfter(keras.callbacks.Callback):
+    """Raise at the end of epoch `epoch` (1-based) of `phase`, like a crash or Ctrl-C."""
+
+    def __init__(self, phase: str, epoch: int):
+        super().__init__()
+        self.phase, self.epoch = phase, epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        phase = "head" if self.model.name == "head" or len(self.model.trainable_weights) <= 2 else "fine_tune"
+        if phase == self.phase and epoch + 1 == self.epoch:
+            raise SimulatedCrash(f"{phase} epoch {self.epoch}")
+
+
+class CountEpochs(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.count += 1
+
+
+def test_both_phases_write_a_model_that_loads_and_predicts_the_same(data_dir):
+    cfg = make_cfg(data_dir, "both")
+    result = train(cfg, verbose=0)
+    history = result.history
+    assert list(history["phase"]) == ["head"] * 3 + ["fine_tune"] * 2
+    assert list(history["epoch"]) == [1, 2, 3, 1, 2]
+    assert {"loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"} <= set(history.columns)
+    fine = history[history.phase == "fine_tune"]["learning_rate"]
+    assert fine.iloc[-1] < fine.iloc[0] <= cfg.fine_tune_learning_rate  # the cosine schedule
+    assert result.info["cache_hit"] is False and result.info["replicas"] == 1
+    run = result.run
+    assert run == Layout(data_dir).run("both")
+    assert read_json(run.labels) == [
+        "pink primrose",
+        "hard-leaved pocket orchid",
+        "canterbury bells",
+        "sweet pea",
+    ]
+    assert Config.from_dict(read_json(run.config)) == cfg
+    assert (
+        read_history(run)[["phase", "epoch"]].values.tolist() == history[["phase", "epoch"]].values.tolist()
+    )
+    x = np.random.default_rng(0).uniform(0, 255, (3, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(
+        load_model(run.model).predict(x, verbose=0), result.model.predict(x, verbose=0)
+    )
+    # Starting it again finds the finished run: nothing is retrained.
+    counter = CountEpochs()
+    again = train(cfg, callbacks=[counter], verbose=0)
+    assert again.resumed and counter.count == 0
+    assert again.history.equals(history)
+
+
+def test_plain_head_path_trains_the_frozen_backbone_inside_fit(data_dir):
+    cfg = make_cfg(data_dir, "plain", cache_features=False, head_epochs=2, fine_tune_epochs=0)
+    result = train(cfg, verbose=0)
+    assert list(result.history["phase"]) == ["head", "head"]
+    assert "cache_hit" not in result.info
+    assert result.run.model.is_file()
+
+
+@pytest.mark.parametrize(("phase", "epoch"), [("head", 2), ("fine_tune", 1)])
+def test_a_crashed_run_resumes_after_its_last_completed_epoch(data_dir, phase, epoch):
+    cfg = make_cfg(data_dir, f"crash-{phase}")
+    with pytest.raises(SimulatedCrash):
+        train(cfg, callbacks=[CrashAfter(phase, epoch)], verbose=0)
+    run = Layout(data_dir).run(cfg.run)
+    assert not run.model.exists()
+    crashed = read_history(run)
+    assert crashed["phase"].tolist()[-1] == phase and crashed["epoch"].tolist()[-1] == epoch
+
+    counter = CountEpochs()
+    result = train(cfg, callbacks=[counter], verbose=0)
+    assert result.resumed
+    done_before = len(crashed)
+    assert counter.count == 5 - done_before  # only the remaining epochs ran
+    keys = result.history[["phase", "epoch"]].values.tolist()
+    assert keys == [["head", 1], ["head", 2], ["head", 3], ["fine_tune", 1], ["fine_tune", 2]]
+    assert result.history.iloc[:done_before][["loss", "val_loss"]].equals(crashed[["loss", "val_loss"]])
+    x = np.zeros((2, 32, 32, 3), "float32")
+    np.testing.assert_allclose(
+        load_model(run.model).predict(x, verbose=0), result.model.predict(x, verbose=0)
+    )
+    assert not [p for p in run.root.rglob("*") if ".tmp" in p.name]
+
+
+def test_a_changed_configuration_does_not_resume_stale_state(data_dir):
+    cfg = make_cfg(data_dir, "changed", fine_tune_epochs=0)
+    with pytest.raises(SimulatedCrash):
+        train(cfg, callbacks=[CrashAfter("head", 2)], verbose=0)
+    changed = cfg.replace(head_epochs=4)
+    with pytest.warns(UserWarning, match="another configuration"):
+        result = train(changed, verbose=0)
+    assert not result.resumed
+    assert result.history["epoch"].tolist() == [1, 2, 3, 4]
+
+
+def test_same_seed_gives_the_same_head_on_cpu(data_dir):
+    cfg = make_cfg(data_dir, "seeded", fine_tune_epochs=0)
+    first = train(cfg, restart=True, verbose=0).model.get_layer("predictions").get_weights()
+    second = train(cfg, restart=True, verbose=0).model.get_layer("predictions").get_weights()
+    for a, b in zip(first, second, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_split_without_validation_images_is_a_clear_error(data_dir):
+    from flowerlib.splits import official_split
+
+    table = official_split(Layout(data_dir))
+    with pytest.raises(TrainingError, match="no 'val' images"):
+        train(make_cfg(data_dir, "noval"), table[table.split != "val"], verbose=0)
+
+
+def test_mirrored_strategy_on_two_logical_cpu_devices(data_dir, tmp_path):
+    # Logical devices must be configured before TensorFlow starts: a fresh process.
+    script = textwrap.dedent(
+        f"""
+        import json
+        from flowerlib.runtime import split_cpu
+        split_cpu(2)
+        from flowerlib.config import Config
+        from flowerlib.train import train
+        cfg = Config.for_profile(
+            "smoke", data_dir={str(data_dir)!r}, num_classes=4, image_size=32, batch_size=4,
+            head_epochs=2, fine_tune_epochs=1, strategy="mirrored", run_name="mirrored",
+        )
+        result = train(cfg, verbose=0)
+        print(json.dumps({{"replicas": result.info["replicas"], "strategy": result.info["strategy"],
+                          "epochs": len(result.history), "model": result.run.model.is_file()}}))
+        """
+    )
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300, check=False
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    facts = json.loads(out.stdout.strip().splitlines()[-1])
+    assert facts == {"replicas": 2, "strategy": "MirroredStrategy", "epochs": 3, "model": True}
+
+
+def test_runtime_choices_follow_the_config(tmp_path):
+    from flowerlib import runtime
+
+    cfg = Config.for_profile("smoke", data_dir=tmp_path)
+    assert runtime.use_jit(cfg, "extract") is (runtime.gpu_count() == 0)
+    assert runtime.use_jit(cfg, "train") is False
+    assert runtime.use_jit(cfg.replace(jit_compile="on"), "train") is True
+    assert runtime.use_mixed_precision(cfg) is (runtime.gpu_count() > 0)
+    before = keras.mixed_precision.global_policy().name
+    with runtime.precision_policy(cfg.replace(mixed_precision="on")) as policy:
+        assert policy == keras.mixed_precision.global_policy().name == "mixed_float16"
+    assert keras.mixed_precision.global_policy().name == before
+    assert runtime.select_strategy(cfg).num_replicas_in_sync == 1
+    with pytest.raises(ValueError, match="seed=-1"):
+        runtime.seed_everything(-1)
