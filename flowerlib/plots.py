@@ -207,6 +207,49 @@ def augmented_views(original, views, *, ncols: int = 4, title: str | None = None
 # --- step 3: train (learning curves) ---------------------------------------
 
 
+def learning_curves(history, *, title: str | None = None) -> plt.Figure:
+    """Loss and accuracy over the epochs of both phases, the fine-tuning start marked.
+
+    Args:
+        history: the history table of `flowerlib.train` (`TrainResult.history`
+            or `history.csv`): columns `phase`, `loss`, `val_loss`, `accuracy`,
+            `val_accuracy`, one row per epoch, head phase first.
+        title: figure title.
+
+    Returns:
+        The figure: loss on the left, accuracy on the right, x = epoch over both phases.
+
+    Raises:
+        ValueError: the table lacks a needed column or has no rows.
+    """
+    needed = {"phase", "loss", "val_loss", "accuracy", "val_accuracy"}
+    missing = sorted(needed - set(history.columns))
+    if missing or len(history) == 0:
+        raise ValueError(
+            f"learning_curves needs a non-empty history with columns {sorted(needed)}. "
+            f"Missing {missing}, rows: {len(history)}"
+        )
+    epochs = list(range(1, len(history) + 1))
+    phases = list(history["phase"])
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    for ax, metric, label in ((axes[0], "loss", "loss"), (axes[1], "accuracy", "accuracy")):
+        ax.plot(epochs, history[metric], "o-", ms=3, label=f"train {label}")
+        ax.plot(epochs, history[f"val_{metric}"], "o-", ms=3, label=f"validation {label}")
+        if "fine_tune" in phases and phases.index("fine_tune") > 0:
+            boundary = phases.index("fine_tune") + 0.5
+            ax.axvline(boundary, color="grey", linestyle="--", linewidth=1)
+            ax.text(boundary, 0.98, "  fine-tuning ->", transform=ax.get_xaxis_transform(), va="top", fontsize=8)
+            ax.text(0.01, 0.98, "head only", transform=ax.transAxes, va="top", fontsize=8)
+        ax.set_xlabel("epoch (both phases)")
+        ax.set_ylabel(label)
+        ax.legend(fontsize=8, loc="center right")
+    axes[1].set_ylim(0, 1.02)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 # --- step 4: evaluate (confusion matrix, galleries, reliability, Grad-CAM) --
 
 

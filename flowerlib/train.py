@@ -28,6 +28,7 @@ Artifacts (`flowerlib.artifacts.RunLayout`): `model.keras`, `config.json`,
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -66,7 +67,7 @@ HISTORY_COLUMNS = (
 _NOT_IN_FINGERPRINT = ("data_dir", "source", "mirror", "tensorboard", "jit_compile")
 
 
-class TrainingError(RuntimeError):
+class TrainError(RuntimeError):
     """Training cannot start or continue (e.g. an empty train or validation part)."""
 
 
@@ -379,19 +380,218 @@ def _fit_phase(
         )
 
 
-def _finish_phase(model: keras.Model, state: RunState, phase: str) -> None:
-    """Record a finished phase: the weights it ended with, and `done` in the state."""
-    ph = state.phase(phase)
-    done_file = f"{phase}-done.npz"
-    _save_arrays(model.get_weights(), state.file(done_file))
-    ph.update(done=True, done_file=done_file, latest_file=None, best_file=None)
-    state.save()
-    state.remove_except(state.referenced())
+class TrainingRun:
+    """The bookkeeping of one training run, so the lesson can stay in plain Keras.
 
+    It seeds everything, reads the split, finds or discards earlier state of
+    the run, picks the distribution strategy and precision, supplies the cached
+    features and the datasets, runs `fit` with early stopping, per-epoch
+    checkpoints and resumption, and writes the artifacts. What is *trained*
+    (freezing, building the head, compiling with which learning rate) is up to
+    the caller: `train` below, or notebook 03, which spells it out.
 
-def _restore_done(model: keras.Model, state: RunState, phase: str) -> None:
-    """Put back the weights a finished phase ended with."""
-    model.set_weights(_load_arrays(state.file(state.phase(phase)["done_file"])))
+        run = TrainingRun(cfg)
+        model = run.build_model()                       # backbone frozen
+        ...compile the head..., run.fit(head, "head", ...); attach_head(model, head)
+        run.end_phase(model, "head")
+        ...unfreeze, recompile with a low rate..., run.fit(model, "fine_tune", ...)
+        run.end_phase(model, "fine_tune")
+        result = run.save(model)
+
+    Args:
+        cfg: the configuration.
+        table: the split table; default `flowerlib.splits.prepare_split(cfg)`.
+        callbacks: extra Keras callbacks for every `fit`.
+        restart: discard saved state of this run and start afresh.
+        verbose: Keras `fit` verbosity (0 silent, 1 progress bar, 2 a line per epoch).
+
+    Raises:
+        TrainError: the split has no train or no validation images.
+    """
+
+    def __init__(
+        self,
+        cfg: Config,
+        table: pd.DataFrame | None = None,
+        *,
+        callbacks: Sequence[keras.callbacks.Callback] = (),
+        restart: bool = False,
+        verbose: int = 2,
+    ):
+        from flowerlib.runtime import seed_everything, select_strategy, use_mixed_precision
+
+        seed_everything(cfg.seed)
+        if table is None:
+            from flowerlib.splits import prepare_split
+
+            table = prepare_split(cfg)
+        for part in ("train", "val"):
+            if not (table["split"] == part).any():
+                raise TrainError(
+                    f"The split table has no {part!r} images; training needs both train and val. "
+                    f"Parts present: {sorted(set(table['split']))}"
+                )
+        self.cfg = cfg
+        self.table = table
+        self.callbacks = list(callbacks)
+        self.verbose = verbose
+        self.num_classes = max(cfg.num_classes, int(table["label"].max()) + 1)
+        self.layout = Layout(cfg.data_dir).run(cfg.run)
+        self.state, self.resumed = RunState.open(self.layout, run_fingerprint(cfg, table), restart=restart)
+        self.strategy = select_strategy(cfg)
+        self.info: dict[str, Any] = {
+            "strategy": type(self.strategy).__name__,
+            "replicas": int(self.strategy.num_replicas_in_sync),
+            "policy": "mixed_float16" if use_mixed_precision(cfg) else "float32",
+        }
+        self._datasets: tuple[Any, Any] | None = None
+
+    # -- what the caller asks ------------------------------------------------
+
+    @property
+    def finished(self) -> bool:
+        """True when this run already completed (same configuration and split) and its model exists."""
+        return bool(self.state.data.get("done")) and self.layout.model.is_file()
+
+    def is_done(self, phase: str) -> bool:
+        """True when `phase` was completed (now or by an earlier, interrupted session)."""
+        return bool(self.state.phase(phase).get("done"))
+
+    @property
+    def history(self) -> pd.DataFrame:
+        """The history so far, both phases."""
+        return history_frame(self.state.rows())
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Training batches per epoch."""
+        return math.ceil(int((self.table["split"] == "train").sum()) / self.cfg.batch_size)
+
+    @contextlib.contextmanager
+    def scope(self):
+        """Build and compile models inside: the chosen precision policy and distribution strategy."""
+        from flowerlib.runtime import precision_policy
+
+        with precision_policy(self.cfg), self.strategy.scope():
+            yield
+
+    def build_model(self) -> keras.Model:
+        """`flowerlib.model.build_classifier` for this run, inside `scope()`; the backbone starts frozen."""
+        from flowerlib.model import build_classifier
+
+        with self.scope():
+            return build_classifier(self.cfg, num_classes=self.num_classes)
+
+    def features(self, model: keras.Model):
+        """Cached pooled features of the train part (with augmented views) and the val part.
+
+        Returns:
+            `(train, val)` `flowerlib.cache.FeatureSet`s.
+        """
+        from flowerlib.cache import cached_features
+
+        train_f = cached_features(self.cfg, model, self.table, "train", verbose=self.verbose > 0)
+        val_f = cached_features(self.cfg, model, self.table, "val", views=0, verbose=self.verbose > 0)
+        self.info["cache_hit"] = bool(train_f.from_cache and val_f.from_cache)
+        self.info["extract_seconds"] = round(train_f.seconds + val_f.seconds, 2)
+        self.info["cache_files"] = [str(train_f.path), str(val_f.path)]
+        return train_f, val_f
+
+    def datasets(self):
+        """`(train, val)` `tf.data` pipelines (train shuffled and augmented)."""
+        if self._datasets is None:
+            from flowerlib.pipeline import dataset_for
+
+            self._datasets = (
+                dataset_for(self.cfg, self.table, "train"),
+                dataset_for(self.cfg, self.table, "val"),
+            )
+        return self._datasets
+
+    def fit(
+        self,
+        model: keras.Model,
+        phase: str,
+        train_data: Any,
+        val_data: Any,
+        *,
+        epochs: int,
+        batch_size: int | None = None,
+    ) -> pd.DataFrame:
+        """`model.fit` with early stopping, per-epoch checkpoints and resumption.
+
+        Continues after the last completed epoch of `phase` when an earlier
+        session was interrupted; does nothing when `phase` is already done (then
+        `end_phase` restores its result).
+
+        Args:
+            model: a compiled model.
+            phase: `"head"` or `"fine_tune"`.
+            train_data: a `tf.data.Dataset`, or `(x, y)` arrays (cached features).
+            val_data: likewise, for validation.
+            epochs: epochs of the phase.
+            batch_size: for arrays only.
+
+        Returns:
+            This phase's history.
+        """
+        if phase not in ("head", "fine_tune"):
+            raise ValueError(f"phase must be 'head' or 'fine_tune'. Received phase={phase!r}")
+        t0 = time.perf_counter()
+        if not self.is_done(phase):
+            _fit_phase(
+                model,
+                self.state,
+                phase,
+                self.cfg,
+                train_data,
+                val_data,
+                epochs=epochs,
+                batch_size=batch_size,
+                callbacks=self.callbacks,
+                verbose=self.verbose,
+            )
+        self.info[f"{phase}_seconds"] = round(
+            self.info.get(f"{phase}_seconds", 0) + time.perf_counter() - t0, 2
+        )
+        return history_frame(self.state.rows(phase))
+
+    def end_phase(self, model: keras.Model, phase: str) -> None:
+        """Close a phase: record the weights it ended with; if an earlier session did, restore them."""
+        ph = self.state.phase(phase)
+        if ph.get("done"):
+            model.set_weights(_load_arrays(self.state.file(ph["done_file"])))
+            return
+        done_file = f"{phase}-done.npz"
+        _save_arrays(model.get_weights(), self.state.file(done_file))
+        ph.update(done=True, done_file=done_file, latest_file=None, best_file=None)
+        self.state.save()
+        self.state.remove_except(self.state.referenced())
+
+    def load_finished(self) -> TrainResult:
+        """The result of a finished run, loaded from its artifacts."""
+        from flowerlib.model import load_model
+
+        info = {**self.state.data.get("info", {}), "loaded": True}
+        return TrainResult(load_model(self.layout.model), self.history, self.layout, resumed=True, info=info)
+
+    def save(self, model: keras.Model) -> TrainResult:
+        """Write the artifacts (labels, history, model, config), then mark the run done.
+
+        The saved model has its backbone frozen (phase `"head"`): fine-tuning it
+        further is a deliberate `set_trainable` away.
+        """
+        from flowerlib.model import save_model, set_trainable
+
+        rows = self.table.drop_duplicates("label").sort_values("label")
+        names = dict(zip(rows["label"].astype(int), rows["class_name"].astype(str), strict=True))
+        write_json(self.layout.labels, [names.get(i, str(i)) for i in range(self.num_classes)])
+        set_trainable(model, "head")
+        save_model(model, self.layout.model)
+        write_json(self.layout.config, self.cfg.to_dict())
+        self.state.data.update(done=True, info=self.info)
+        self.state.save()
+        return TrainResult(model, self.history, self.layout, resumed=self.resumed, info=dict(self.info))
 
 
 def train(
@@ -403,6 +603,8 @@ def train(
     verbose: int = 2,
 ) -> TrainResult:
     """Train the classifier of `cfg` in two phases and save it under `runs/<cfg.run>/`.
+
+    Notebook 03 runs the same steps one cell at a time.
 
     Args:
         cfg: the configuration.
@@ -416,147 +618,50 @@ def train(
         A `TrainResult` with the model, the history of both phases and the run layout.
 
     Raises:
-        TrainingError: the split has no train or no validation images.
+        TrainError: the split has no train or no validation images.
         flowerlib.backbones.ModelConfigError: the model cannot be built as configured.
     """
-    from flowerlib.model import build_classifier, compile_for_phase, load_model, save_model, set_trainable
-    from flowerlib.runtime import precision_policy, seed_everything, select_strategy
-
-    seed_everything(cfg.seed)
-    if table is None:
-        from flowerlib.splits import prepare_split
-
-        table = prepare_split(cfg)
-    for part in ("train", "val"):
-        if not (table["split"] == part).any():
-            raise TrainingError(
-                f"The split table has no {part!r} images; training needs both train and val. "
-                f"Parts present: {sorted(set(table['split']))}"
-            )
-    num_classes = max(cfg.num_classes, int(table["label"].max()) + 1)
-    run = Layout(cfg.data_dir).run(cfg.run)
-    state, resumed = RunState.open(run, run_fingerprint(cfg, table), restart=restart)
-    info: dict[str, Any] = {}
-
-    if state.data.get("done") and run.model.is_file():
-        model = load_model(run.model)
-        return TrainResult(
-            model, history_frame(state.rows()), run, resumed=True, info=state.data.get("info", {})
-        )
-
-    strategy = select_strategy(cfg)
-    info["strategy"] = type(strategy).__name__
-    info["replicas"] = int(strategy.num_replicas_in_sync)
-    with precision_policy(cfg) as policy, strategy.scope():
-        info["policy"] = policy
-        model = build_classifier(cfg, num_classes=num_classes)
-
-        # Phase 1: the head, on a frozen backbone.
-        t0 = time.perf_counter()
-        head = state.phase("head")
-        if head.get("done"):
-            _restore_done(model, state, "head")
-        elif cfg.cache_features:
-            _head_from_cache(model, state, cfg, table, num_classes, callbacks, verbose, info)
-            _finish_phase(model, state, "head")
-        else:
-            set_trainable(model, "head")
-            compile_for_phase(model, "head", cfg)
-            train_ds, val_ds = _datasets(cfg, table)
-            _fit_phase(
-                model,
-                state,
-                "head",
-                cfg,
-                train_ds,
-                val_ds,
-                epochs=cfg.head_epochs,
-                callbacks=callbacks,
-                verbose=verbose,
-            )
-            _finish_phase(model, state, "head")
-        info["head_seconds"] = round(time.perf_counter() - t0, 2)
-
-        # Phase 2: fine-tune the last stages, BatchNorm frozen, low learning rate.
-        t0 = time.perf_counter()
-        if cfg.fine_tune_epochs > 0 and not state.phase("fine_tune").get("done"):
-            set_trainable(model, "fine_tune", cfg.fine_tune_stages)
-            n_train = int((table["split"] == "train").sum())
-            compile_for_phase(model, "fine_tune", cfg, steps_per_epoch=math.ceil(n_train / cfg.batch_size))
-            train_ds, val_ds = _datasets(cfg, table)
-            _fit_phase(
-                model,
-                state,
-                "fine_tune",
-                cfg,
-                train_ds,
-                val_ds,
-                epochs=cfg.fine_tune_epochs,
-                callbacks=callbacks,
-                verbose=verbose,
-            )
-            _finish_phase(model, state, "fine_tune")
-        elif cfg.fine_tune_epochs > 0:
-            _restore_done(model, state, "fine_tune")
-        info["fine_tune_seconds"] = round(time.perf_counter() - t0, 2)
-
-    # Artifacts: labels, history, model, config; then the state says "done".
-    labels = table.drop_duplicates("label").sort_values("label")
-    names = dict(zip(labels["label"].astype(int), labels["class_name"].astype(str), strict=True))
-    write_json(run.labels, [names.get(i, str(i)) for i in range(num_classes)])
-    set_trainable(model, "head")  # a saved model loads frozen; fine-tune it again on purpose only
-    save_model(model, run.model)
-    write_json(run.config, cfg.to_dict())
-    state.data.update(done=True, info=info)
-    state.save()
-    return TrainResult(model, history_frame(state.rows()), run, resumed=resumed, info=info)
-
-
-def _datasets(cfg: Config, table: pd.DataFrame):
-    from flowerlib.pipeline import dataset_for
-
-    return dataset_for(cfg, table, "train"), dataset_for(cfg, table, "val")
-
-
-def _head_from_cache(
-    model: keras.Model,
-    state: RunState,
-    cfg: Config,
-    table: pd.DataFrame,
-    num_classes: int,
-    callbacks: Sequence[keras.callbacks.Callback],
-    verbose: int,
-    info: dict[str, Any],
-) -> None:
-    """Head phase on cached features, then the head is copied into `model`."""
-    from flowerlib.cache import cached_features
-    from flowerlib.model import attach_head, head_model
+    from flowerlib.model import attach_head, compile_for_phase, head_model, set_trainable
     from flowerlib.runtime import seed_everything
 
-    train_f = cached_features(cfg, model, table, "train", verbose=verbose > 0)
-    val_f = cached_features(cfg, model, table, "val", views=0, verbose=verbose > 0)
-    info["cache_hit"] = bool(train_f.from_cache and val_f.from_cache)
-    info["extract_seconds"] = round(train_f.seconds + val_f.seconds, 2)
-    info["cache_files"] = [str(train_f.path), str(val_f.path)]
-    # Re-seed: the head's training does not depend on whether the features came from disk.
-    seed_everything(cfg.seed)
-    head = head_model(train_f.features.shape[1], num_classes, cfg.dropout)
-    head.compile(
-        optimizer=keras.optimizers.Adam(cfg.head_learning_rate),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-        jit_compile=False,
-    )
-    _fit_phase(
-        head,
-        state,
-        "head",
-        cfg,
-        (train_f.features, train_f.labels),
-        (val_f.features, val_f.labels),
-        epochs=cfg.head_epochs,
-        batch_size=cfg.batch_size,
-        callbacks=callbacks,
-        verbose=verbose,
-    )
-    attach_head(model, head)
+    run = TrainingRun(cfg, table, callbacks=callbacks, restart=restart, verbose=verbose)
+    if run.finished:
+        return run.load_finished()
+    model = run.build_model()
+
+    # Phase 1: the head, on a frozen backbone.
+    if cfg.cache_features:
+        if not run.is_done("head"):
+            train_f, val_f = run.features(model)
+            seed_everything(cfg.seed)  # the same head whether the features came from disk or not
+            with run.scope():
+                head = head_model(train_f.features.shape[1], run.num_classes, cfg.dropout)
+                head.compile(
+                    optimizer=keras.optimizers.Adam(cfg.head_learning_rate),
+                    loss="sparse_categorical_crossentropy",
+                    metrics=["accuracy"],
+                    jit_compile=False,
+                )
+            run.fit(
+                head,
+                "head",
+                (train_f.features, train_f.labels),
+                (val_f.features, val_f.labels),
+                epochs=cfg.head_epochs,
+                batch_size=cfg.batch_size,
+            )
+            attach_head(model, head)
+    else:
+        with run.scope():
+            compile_for_phase(set_trainable(model, "head"), "head", cfg)
+        run.fit(model, "head", *run.datasets(), epochs=cfg.head_epochs)
+    run.end_phase(model, "head")
+
+    # Phase 2: fine-tune the last stages, BatchNorm frozen, low learning rate.
+    if cfg.fine_tune_epochs > 0:
+        with run.scope():
+            set_trainable(model, "fine_tune", cfg.fine_tune_stages)
+            compile_for_phase(model, "fine_tune", cfg, steps_per_epoch=run.steps_per_epoch)
+        run.fit(model, "fine_tune", *run.datasets(), epochs=cfg.fine_tune_epochs)
+        run.end_phase(model, "fine_tune")
+    return run.save(model)

@@ -15,7 +15,7 @@ import pytest
 from flowerlib.artifacts import Layout, read_json
 from flowerlib.config import Config
 from flowerlib.model import load_model
-from flowerlib.train import TrainingError, read_history, train
+from flowerlib.train import TrainError, read_history, train
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +156,7 @@ def test_split_without_validation_images_is_a_clear_error(data_dir):
     from flowerlib.splits import official_split
 
     table = official_split(Layout(data_dir))
-    with pytest.raises(TrainingError, match="no 'val' images"):
+    with pytest.raises(TrainError, match="no 'val' images"):
         train(make_cfg(data_dir, "noval"), table[table.split != "val"], verbose=0)
 
 
