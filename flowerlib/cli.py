@@ -1,245 +1,529 @@
 """The `flowerlib` command: the four steps of the notebooks, from a terminal.
 
-    flowerlib download            # step 1: fetch + verify + extract (or generate, --profile smoke)
-    flowerlib prepare             # step 2: write the split table
-    flowerlib train               # step 3: head phase + fine-tuning, artifacts in the run folder
-    flowerlib evaluate [--tta]    # step 4: metrics on the held-out test split
-    flowerlib predict IMAGE...    # top-k classes of any flower photo (file or URL)
-    flowerlib run                 # steps 1-4 in order
+    flowerlib download                 # step 1: fetch + verify + extract (or generate, --profile smoke)
+    flowerlib prepare                  # step 2: write the split table
+    flowerlib train                    # step 3: head phase + fine-tuning, artifacts in the run folder
+    flowerlib evaluate [--tta]         # step 4: metrics on the held-out test split
+    flowerlib predict IMAGE... [--top-k K] [--model FILE] [--json]
+    flowerlib run                      # steps 1-4 in order
+    flowerlib clean-data [--yes]       # delete the data directory
 
-Configuration comes from flags, then `FLOWERS_*` environment variables, then the
-profile's defaults. User errors exit with status 2 and one line on stderr
-(`--debug` shows the traceback).
+Every subcommand calls the same library functions as the notebooks. The
+configuration comes from flags, then `FLOWERS_*` environment variables, then
+the profile's defaults (`Config.from_env(**flags)`).
+
+Exit status: 0 on success; 2 on a user error (a bad flag or configuration value,
+a missing dataset or model, an unusable image, a failed download), with one
+line on stderr and no traceback (`--debug` or `FLOWERS_DEBUG=1` shows it);
+130 on Ctrl-C (running the same command again resumes: finished steps are
+reused and training continues after its last completed epoch). Anything else is
+a bug and shows its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import shutil
 import sys
-from collections.abc import Callable, Sequence
+import zipfile
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from flowerlib.config import Config, ConfigError
+from flowerlib.artifacts import Layout
+from flowerlib.config import Config
 
+EXIT_OK = 0
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 
-# flag name -> (Config field, type, help)
-_CONFIG_FLAGS: dict[str, tuple[str, Callable[[str], Any], str]] = {
-    "--data-dir": ("data_dir", Path, "data directory (default: a per-user cache; env FLOWERS_DATA_DIR)"),
-    "--mirror": ("mirror", str, "base URL of a mirror of the dataset files (env FLOWERS_MIRROR)"),
-    "--source": ("source", Path, "local 102flowers.tgz or extracted folder to use instead of downloading"),
-    "--backbone": ("backbone", str, "resnet50 (default), mobilenet_v2, mobilenet, tiny"),
-    "--weights": ("weights", str, "'imagenet', 'none' or a local weights file (env FLOWERS_WEIGHTS)"),
+
+class CommandError(Exception):
+    """The command cannot do what was asked (e.g. `clean-data` without confirmation)."""
+
+
+#: The exception classes, per module, that mean "the user must change something":
+#: `main` reports them in one line and exits with status 2.
+USER_ERRORS: dict[str, tuple[str, ...]] = {
+    "flowerlib.config": ("ConfigError",),
+    "flowerlib.download": ("DownloadError",),
+    "flowerlib.splits": ("SplitError", "DatasetNotReadyError"),
+    "flowerlib.pipeline": ("PipelineError",),
+    "flowerlib.backbones": ("ModelConfigError",),
+    "flowerlib.train": ("TrainError",),
+    "flowerlib.evaluate": ("EvaluationError", "ModelNotFoundError"),
+    "flowerlib.prediction": ("PredictionError",),
+}
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """The exception types `main` reports as user errors (see `USER_ERRORS`).
+
+    Only modules that are already imported can have raised their exceptions, so
+    only those are looked up: this imports nothing (in particular no TensorFlow).
+
+    Returns:
+        `CommandError`, `FileNotFoundError` and the classes of `USER_ERRORS`
+        whose modules are loaded.
+    """
+    found: list[type[BaseException]] = [CommandError, FileNotFoundError]
+    for module, names in USER_ERRORS.items():
+        loaded = sys.modules.get(module)
+        if loaded is not None:
+            found.extend(getattr(loaded, name) for name in names)
+    return tuple(found)
+
+
+# --- configuration from flags ------------------------------------------------------
+
+
+def _weights(value: str) -> str | None:
+    return None if value.lower() in ("none", "null", "random") else value
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, received {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, received {value!r}")
+    return number
+
+
+# flag -> (Config field, type or None for an on/off switch, help)
+CONFIG_FLAGS: dict[str, tuple[str, Callable[[str], Any] | None, str]] = {
+    "--data-dir": ("data_dir", Path, "data directory (default: a per-user cache folder per profile)"),
+    "--mirror": ("mirror", str, "base URL of a mirror of the three dataset files"),
+    "--source": ("source", Path, "a local 102flowers.tgz or extracted folder, instead of downloading"),
+    "--synthetic": ("synthetic", None, "generate the synthetic dataset instead of using the real one"),
+    "--num-classes": ("num_classes", int, "number of classes (102 for the real dataset)"),
+    "--backbone": ("backbone", str, "resnet50, mobilenet_v2, mobilenet or tiny"),
+    "--weights": ("weights", _weights, "'imagenet', 'none' (random init) or a local weights file"),
     "--image-size": ("image_size", int, "model input side in pixels"),
     "--batch-size": ("batch_size", int, "images per batch"),
     "--seed": ("seed", int, "seed for splits, augmentation and initialisation"),
     "--split": ("split", str, "official, trainval or random"),
     "--head-epochs": ("head_epochs", int, "epochs of the head-only phase"),
+    "--head-learning-rate": ("head_learning_rate", float, "learning rate of the head-only phase"),
     "--fine-tune-epochs": ("fine_tune_epochs", int, "epochs of fine-tuning (0 skips it)"),
-    "--fine-tune-stages": ("fine_tune_stages", int, "how many last backbone stages to unfreeze"),
-    "--run-name": ("run_name", str, "artifact folder under DATA_DIR/runs/"),
+    "--fine-tune-learning-rate": ("fine_tune_learning_rate", float, "learning rate of fine-tuning"),
+    "--fine-tune-stages": ("fine_tune_stages", int, "how many of the backbone's last stages to unfreeze"),
+    "--augment": ("augment", None, "random flips, rotations and zooms of training images"),
+    "--cache-features": ("cache_features", None, "train the head on cached backbone features"),
+    "--run-name": ("run_name", str, "artifact folder under DATA_DIR/runs/ (default BACKBONE-SPLIT)"),
 }
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """Exception types that mean 'the user must change something', imported lazily."""
-    errors: list[type[BaseException]] = [ConfigError, FileNotFoundError]
-    for module, name in [
-        ("flowerlib.download", "DownloadError"),
-        ("flowerlib.splits", "SplitError"),
-        ("flowerlib.pipeline", "PipelineError"),
-        ("flowerlib.backbones", "ModelConfigError"),
-        ("flowerlib.model", "ModelConfigError"),
-        ("flowerlib.train", "TrainError"),
-        ("flowerlib.evaluate", "EvaluationError"),
-        ("flowerlib.prediction", "PredictionError"),
-    ]:
-        try:
-            mod = __import__(module, fromlist=[name])
-        except ImportError:
-            continue
-        if isinstance(getattr(mod, name, None), type):
-            errors.append(getattr(mod, name))
-    return tuple(errors)
+def _dest(flag: str) -> str:
+    return flag.lstrip("-").replace("-", "_")
 
 
-def _config(args: argparse.Namespace) -> Config:
+def config_from_args(args: argparse.Namespace, environ: dict[str, str] | None = None) -> Config:
+    """The configuration of a parsed command line: flags, then `FLOWERS_*` environment, then defaults.
+
+    Args:
+        args: the result of `build_parser().parse_args(...)`.
+        environ: the environment to read (default `os.environ`).
+
+    Returns:
+        The validated `Config`.
+
+    Raises:
+        ConfigError: a flag or environment variable is not a valid value.
+    """
     overrides: dict[str, Any] = {}
-    if args.profile:
+    if getattr(args, "profile", None):
         overrides["profile"] = args.profile
-    for flag, (field, _, _) in _CONFIG_FLAGS.items():
-        value = getattr(args, flag.lstrip("-").replace("-", "_"), None)
-        if value is not None:
-            if field == "weights" and str(value).lower() in ("none", "random"):
-                value = None
+    for flag, (field, _, _) in CONFIG_FLAGS.items():
+        value = getattr(args, _dest(flag), None)
+        if value is not None or (field == "weights" and getattr(args, "weights_given", False)):
             overrides[field] = value
-    return Config.from_env(**overrides)
+    return Config.from_env(environ, **overrides)
+
+
+class _WeightsAction(argparse.Action):
+    """Store `--weights` and remember that it was given (`none` stores None)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        namespace.weights_given = True
+
+
+def _add_common_flags(parser: argparse.ArgumentParser, *, in_subcommand: bool) -> None:
+    # In a subcommand the defaults are suppressed, so that `flowerlib --debug train`
+    # and `flowerlib train --debug` both work.
+    default: Any = argparse.SUPPRESS if in_subcommand else False
+    parser.add_argument("--debug", action="store_true", default=default, help="show tracebacks of errors")
+    parser.add_argument("--quiet", action="store_true", default=default, help="no progress bars")
+
+
+_METAVARS: dict[Any, str] = {int: "N", float: "RATE", Path: "PATH"}
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("configuration (flags > FLOWERS_* environment > profile defaults)")
-    group.add_argument("--profile", choices=["full", "smoke"], help="full (real data) or smoke (synthetic)")
-    for flag, (_, type_, help_) in _CONFIG_FLAGS.items():
-        group.add_argument(flag, type=type_, default=None, help=help_)
+    group = parser.add_argument_group(
+        "configuration",
+        "flags win over FLOWERS_* environment variables, which win over the profile's defaults",
+    )
+    group.add_argument(
+        "--profile",
+        choices=["full", "smoke"],
+        help="full: the real dataset and ResNet50; smoke: synthetic data, a tiny network (env FLOWERS_PROFILE)",
+    )
+    for flag, (field, type_, help_) in CONFIG_FLAGS.items():
+        help_ = f"{help_} [env FLOWERS_{field.upper()}]"
+        if type_ is None:
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_)
+        elif field == "weights":
+            group.add_argument(flag, type=type_, action=_WeightsAction, metavar="WEIGHTS", help=help_)
+        else:
+            metavar = "URL" if field == "mirror" else _METAVARS.get(type_, "NAME")
+            group.add_argument(flag, type=type_, default=None, metavar=metavar, help=help_)
 
 
-# -- the steps ---------------------------------------------------------------
+# --- output ------------------------------------------------------------------------
 
 
-def cmd_download(cfg: Config, args: argparse.Namespace) -> int:
+def _say(*lines: str) -> None:
+    """Progress and status lines (stdout, or stderr under --json: see `_json_mode`)."""
+    for line in lines:
+        print(line, flush=True)
+
+
+@contextlib.contextmanager
+def _json_mode(enabled: bool) -> Iterator[Any]:
+    """Under `--json`, send everything but the JSON (status lines, Keras progress) to stderr.
+
+    Yields the real stdout, where the JSON goes.
+    """
+    out = sys.stdout
+    if not enabled:
+        yield out
+        return
+    with contextlib.redirect_stdout(sys.stderr):
+        yield out
+
+
+def _keras_verbose(args: argparse.Namespace) -> int:
+    """Keras `fit` verbosity: none with --quiet, bars on a terminal, one line per epoch otherwise."""
+    if args.quiet:
+        return 0
+    return 1 if sys.stdout.isatty() else 2
+
+
+def _percent(x: float) -> str:
+    return f"{100 * x:5.1f}%"
+
+
+# --- the steps ---------------------------------------------------------------------
+
+
+def cmd_download(cfg: Config, args: argparse.Namespace) -> dict[str, Any]:
+    """Step 1: `download.fetch_dataset(cfg)`."""
     from flowerlib import download
 
     layout = download.fetch_dataset(cfg, progress=not args.quiet)
-    print(f"dataset ready: {layout.root}")
-    return 0
+    info = download.dataset_info(layout) or {}
+    images = info.get("num_images")
+    origin = info.get("source", "unknown source")
+    _say(f"dataset ready in {layout.root}" + (f": {images:,} images ({origin})" if images else ""))
+    return {"data_dir": str(layout.root), "num_images": images, "source": origin}
 
 
-def cmd_prepare(cfg: Config, args: argparse.Namespace) -> int:
+def cmd_prepare(cfg: Config, args: argparse.Namespace) -> dict[str, Any]:
+    """Step 2: `splits.prepare_split(cfg)`."""
     from flowerlib import splits
 
     table = splits.prepare_split(cfg)
-    counts = table["split"].value_counts().reindex(["train", "val", "test"]).fillna(0).astype(int)
-    print(f"split {cfg.split!r}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
-    print(f"written: {_layout(cfg).split_csv(cfg.split)}")
-    return 0
+    counts = {part: int((table["split"] == part).sum()) for part in ("train", "val", "test")}
+    csv = Layout(cfg.data_dir).split_csv(cfg.split)
+    _say(
+        f"split {cfg.split!r} of {table['label'].nunique()} classes: "
+        + ", ".join(f"{n:,} {part}" for part, n in counts.items())
+        + f" -> {csv}"
+    )
+    return {"split": cfg.split, "counts": counts, "file": str(csv)}
 
 
-def cmd_train(cfg: Config, args: argparse.Namespace) -> int:
+def cmd_train(cfg: Config, args: argparse.Namespace) -> dict[str, Any]:
+    """Step 3: `train.train(cfg)` (resumes an interrupted run of the same configuration)."""
     from flowerlib import train
 
-    result = train.train(cfg)
-    print(f"model saved: {result.run.model}")
-    return 0
+    _say(f"training {cfg.backbone!r} on the {cfg.split!r} split, run {cfg.run!r}")
+    result = train.train(cfg, restart=getattr(args, "restart", False), verbose=_keras_verbose(args))
+    history = result.history
+    summary: dict[str, Any] = {"model": str(result.run.model), "resumed": bool(result.resumed)}
+    for phase, rows in history.groupby("phase", sort=False):
+        best = float(rows["val_accuracy"].max())
+        summary[f"{phase}_epochs"] = len(rows)
+        summary[f"{phase}_best_val_accuracy"] = best
+        _say(f"{phase}: {len(rows)} epochs, best validation accuracy {_percent(best)}")
+    if result.resumed:
+        _say("(continued from an earlier, interrupted or finished run of the same configuration)")
+    _say(f"model saved: {result.run.model}")
+    return summary
 
 
-def cmd_evaluate(cfg: Config, args: argparse.Namespace) -> int:
-    from flowerlib import evaluate
+def cmd_evaluate(cfg: Config, args: argparse.Namespace) -> dict[str, Any]:
+    """Step 4: `evaluate.evaluate` on the held-out test split, metrics saved beside the model."""
+    from flowerlib import evaluate, splits
 
-    model, _ = evaluate.load_trained(cfg)
-    from flowerlib import splits
-
+    model, names, run = evaluate.load_trained(cfg)
     table = splits.prepare_split(cfg)
-    result = evaluate.evaluate(model, table, cfg, tta=args.tta)
-    evaluate.save_metrics(result, _layout(cfg).run(cfg.run))
-    if args.json:
-        print(json.dumps(result.metrics, indent=2, default=float))
-    else:
-        for key, value in result.metrics.items():
-            print(f"{key:>24}: {value:.4f}" if isinstance(value, float) else f"{key:>24}: {value}")
-        print(f"metrics written: {_layout(cfg).run(cfg.run).metrics}")
-    return 0
+    n_test = int((table["split"] == "test").sum())
+    _say(f"evaluating {run.model} on {n_test:,} test images" + (" with TTA" if args.tta else ""))
+    result = evaluate.evaluate(model, table, cfg, tta=args.tta, class_names=names)
+    path = evaluate.save_metrics(result, run)
+    m = result.metrics
+    _say(
+        f"top-1 accuracy           {_percent(m['top1'])}",
+        f"top-{m['top5_k']} accuracy           {_percent(m['top5'])}",
+        f"mean per-class accuracy  {_percent(m['mean_per_class_accuracy'])}",
+        f"macro F1                 {m['macro_f1']:.3f}",
+        f"calibration error (ECE)  {m['ece']:.3f}",
+        "worst classes: "
+        + ", ".join(
+            f"{row.class_name} {_percent(row.accuracy).strip()}"
+            for row in result.per_class.head(3).itertuples()
+        ),
+        f"metrics written: {path}",
+    )
+    return {**m, "metrics_file": str(path)}
 
 
-def cmd_predict(cfg: Config, args: argparse.Namespace) -> int:
+def _load_model_file(path: Path) -> tuple[Any, list[str] | None]:
+    """A `.keras` model given with --model, and the class names of `labels.json` beside it."""
+    from flowerlib import artifacts
+    from flowerlib.model import load_model
+
+    if path.suffix != ".keras":
+        raise CommandError(f"--model must be a .keras file written by `flowerlib train`. Received {path}")
+    if not path.is_file():
+        raise FileNotFoundError(f"No model file at {path}. Train one with `flowerlib train` first.")
+    try:
+        model = load_model(path)
+    except (ValueError, OSError, zipfile.BadZipFile) as e:
+        raise CommandError(
+            f"Cannot load the model {path} ({e}). Pass a .keras file from `flowerlib train`."
+        ) from None
+    labels = path.with_name("labels.json")
+    if not labels.is_file():
+        print(
+            f"flowerlib predict: warning: no labels.json beside {path}; showing Flowers-102 class names",
+            file=sys.stderr,
+        )
+        return model, None
+    names = artifacts.read_json(labels)
+    if not isinstance(names, list):
+        raise CommandError(f"{labels} must hold a JSON list of class names. Re-run `flowerlib train`.")
+    return model, [str(n) for n in names]
+
+
+def cmd_predict(cfg: Config, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The top-k classes of each image (files or http(s) URLs)."""
     from flowerlib import evaluate, prediction
 
     if args.model is not None:
-        from flowerlib import model as model_lib
-
-        model = model_lib.load_model(args.model)
-        labels_file = Path(args.model).with_name("labels.json")
-        names = json.loads(labels_file.read_text()) if labels_file.is_file() else None
+        model, names = _load_model_file(args.model)
     else:
-        model, names = evaluate.load_trained(cfg)
-    rows = []
-    for source in args.images:
-        table = prediction.predict(model, source, top_k=args.top_k, class_names=names)
-        rows.append({"source": source, "predictions": table.to_dict(orient="records")})
-        if not args.json:
-            print(f"\n{source}")
-            for rec in table.itertuples():
-                print(f"  {rec.rank}. {rec.name:<28} {rec.probability:6.1%}")
-    if args.json:
-        print(json.dumps(rows, indent=2, default=float))
-    return 0
+        model, names, _ = evaluate.load_trained(cfg)
+    table = prediction.predict_many(model, args.images, top_k=args.top_k, class_names=names)
+    results = []
+    for position, source in enumerate(args.images):
+        rows = table[table["source"] == position].drop(columns="source")
+        results.append({"image": source, "predictions": rows.to_dict(orient="records")})
+    for result in results:
+        _say(result["image"])
+        width = max(len(p["name"]) for p in result["predictions"])
+        for p in result["predictions"]:
+            bar = "#" * round(20 * p["probability"])
+            _say(f"  {p['rank']:>2}. {p['name']:<{width}}  {_percent(p['probability'])}  {bar}")
+    return results
 
 
-def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
+def cmd_run(cfg: Config, args: argparse.Namespace) -> dict[str, Any]:
+    """Steps 1-4 in order."""
     args.tta = False
-    for step in (cmd_download, cmd_prepare, cmd_train, cmd_evaluate):
-        step(cfg, args)
-    return 0
+    summary = {}
+    steps = [("download", cmd_download), ("prepare", cmd_prepare), ("train", cmd_train)]
+    steps.append(("evaluate", cmd_evaluate))
+    for number, (name, step) in enumerate(steps, start=1):
+        _say(f"== step {number}/4: {name} ==")
+        summary[name] = step(cfg, args)
+    return summary
 
 
-def cmd_clean_data(cfg: Config, args: argparse.Namespace) -> int:
-    import shutil
+#: What a data directory may hold for `clean-data` to delete it (see `flowerlib.artifacts`).
+_DATA_ENTRIES = {
+    "downloads",
+    "jpg",
+    "imagelabels.mat",
+    "setid.mat",
+    "splits",
+    "cache",
+    "runs",
+    "dataset.json",
+}
 
-    root = cfg.data_dir
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def cmd_clean_data(cfg: Config, args: argparse.Namespace) -> dict[str, Any]:
+    """Delete the data directory (dataset, splits, feature caches, trained models)."""
+    root = Path(cfg.data_dir)
     if not root.exists():
-        print(f"nothing to delete: {root} does not exist")
-        return 0
+        _say(f"nothing to delete: {root} does not exist")
+        return {"deleted": None}
+    if not root.is_dir():
+        raise CommandError(f"{root} is not a directory; refusing to delete it. Check --data-dir.")
+    foreign = sorted(p.name for p in root.iterdir() if p.name not in _DATA_ENTRIES and p.name[0] != ".")
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (" ..." if len(foreign) > 5 else "")
+        raise CommandError(
+            f"{root} holds files flowerlib did not write ({shown}); refusing to delete it. "
+            "Check --data-dir / FLOWERS_DATA_DIR, or delete the folder yourself."
+        )
+    size = _size(root)
     if not args.yes:
         if not sys.stdin.isatty():
-            raise ConfigError(f"Refusing to delete {root} without confirmation: pass --yes.")
-        answer = input(f"Delete {root} (downloaded data, splits, caches, trained models)? [y/N] ")
+            raise CommandError(f"Not deleting {root} without confirmation: pass --yes.")
+        answer = input(
+            f"Delete {root} ({size / 1e6:,.1f} MB: dataset, splits, caches, trained models)? [y/N] "
+        )
         if answer.strip().lower() not in ("y", "yes"):
-            print("kept")
-            return 0
+            _say("nothing deleted")
+            return {"deleted": None}
     shutil.rmtree(root)
-    print(f"deleted {root}")
-    return 0
+    _say(f"deleted {root} ({size / 1e6:,.1f} MB)")
+    return {"deleted": str(root)}
 
 
-def _layout(cfg: Config):
-    from flowerlib.artifacts import Layout
+# --- the parser and main -----------------------------------------------------------
 
-    return Layout(cfg.data_dir)
+_EPILOG = """\
+examples:
+  flowerlib run                                  # the whole job on the real data (ResNet50)
+  flowerlib run --profile smoke                  # minutes on a CPU: synthetic data, a tiny network
+  flowerlib predict photo.jpg https://example.org/rose.jpg --top-k 3
+  FLOWERS_DATA_DIR=/data/flowers flowerlib train --backbone mobilenet_v2 --head-epochs 5
+
+exit status: 0 success, 2 user error (one line on stderr; --debug shows the traceback),
+130 interrupted (run the same command again to resume).
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the `flowerlib` command (one subparser per step)."""
     parser = argparse.ArgumentParser(
         prog="flowerlib",
         description="Transfer learning on Oxford Flowers-102: download, prepare, train, evaluate, predict.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    from flowerlib import __version__
+
+    parser.add_argument("--version", action="version", version=f"flowerlib {__version__}")
+    _add_common_flags(parser, in_subcommand=False)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add(name: str, func, help_: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_, description=help_)
-        _add_config_flags(p)
+    def add(name: str, func: Callable[..., Any], help_: str, usage: str = "") -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_, usage=f"flowerlib {name} [options]{usage}")
+        _add_common_flags(p, in_subcommand=True)
         p.set_defaults(func=func)
         return p
 
-    add("download", cmd_download, "step 1: download, verify and extract the dataset")
+    def add_json(p: argparse.ArgumentParser, what: str) -> None:
+        p.add_argument("--json", action="store_true", help=f"print {what} as JSON on stdout")
+
+    add("download", cmd_download, "step 1: download, verify and extract the dataset (or generate it)")
     add("prepare", cmd_prepare, "step 2: build the train/val/test split table")
-    add("train", cmd_train, "step 3: train the head, then fine-tune the last stages")
+    p = add("train", cmd_train, "step 3: train the head, then fine-tune the last stages (resumable)")
+    p.add_argument("--restart", action="store_true", help="discard this run's saved state and start afresh")
     p = add("evaluate", cmd_evaluate, "step 4: metrics of the trained model on the held-out test split")
-    p.add_argument("--tta", action="store_true", help="test-time augmentation (horizontal flip)")
-    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
-    p = add("predict", cmd_predict, "classify flower photos (files or http(s) URLs)")
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="image file or http(s) URL")
-    p.add_argument("--top-k", type=int, default=5, help="how many classes to show (default 5)")
-    p.add_argument("--model", type=Path, default=None, help="a .keras model file (default: the run's model)")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p = add("run", cmd_run, "all four steps in order")
-    p.add_argument("--json", action="store_true", help="print the final metrics as JSON")
-    p = add("clean-data", cmd_clean_data, "delete the data directory (dataset, caches, models)")
+    p.add_argument(
+        "--tta", action="store_true", help="test-time augmentation (average with the mirror image)"
+    )
+    add_json(p, "the metrics")
+    p = add(
+        "predict",
+        cmd_predict,
+        "the top-k classes of flower photos (files or http(s) URLs)",
+        " IMAGE [IMAGE ...]",
+    )
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="an image file or an http(s) URL")
+    p.add_argument(
+        "--top-k", type=_positive_int, default=5, metavar="K", help="classes per image (default 5)"
+    )
+    p.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="a .keras model (class names from labels.json beside it); default: the configured run's model",
+    )
+    add_json(p, "the predictions")
+    p = add("run", cmd_run, "all four steps in order: download, prepare, train, evaluate")
+    add_json(p, "a summary of every step")
+    p = add("clean-data", cmd_clean_data, "delete the data directory (dataset, splits, caches, models)")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    for p in sub.choices.values():
+        _add_config_flags(p)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the `flowerlib` command.
+
+    Args:
+        argv: the arguments (default `sys.argv[1:]`).
+
+    Returns:
+        The exit status: 0 success, 2 user error, 130 interrupted. A usage error
+        (unknown subcommand or flag) exits with 2 from argparse.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
-    debug = args.debug or os.environ.get("FLOWERS_DEBUG") == "1"
-    user_errors: tuple[type[BaseException], ...] = (ConfigError,)
+    debug = args.debug or os.environ.get("FLOWERS_DEBUG", "") in ("1", "true", "yes", "on")
+    from flowerlib.runtime import quiet_tensorflow
+
+    quiet_tensorflow()
     try:
-        cfg = _config(args)
-        user_errors = _user_errors()
-        return args.func(cfg, args)
+        with _json_mode(getattr(args, "json", False)) as stdout:
+            cfg = config_from_args(args)
+            result = args.func(cfg, args)
+            if getattr(args, "json", False):
+                print(json.dumps(result, indent=2, default=_json_default), file=stdout)
+        return EXIT_OK
     except KeyboardInterrupt:
-        print("flowerlib: interrupted (a rerun resumes where training stopped)", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except user_errors as e:
         if debug:
             raise
-        print(f"flowerlib {args.command}: error: {e}", file=sys.stderr)
+        print(
+            f"flowerlib {args.command}: interrupted. Run the same command again to resume "
+            "(finished steps are reused; training continues after its last completed epoch).",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    except user_errors() as e:
+        if debug:
+            raise
+        message = " ".join(str(e).split()) or type(e).__name__
+        print(f"flowerlib {args.command}: error: {message}", file=sys.stderr)
         return EXIT_USER_ERROR
+
+
+def _json_default(value: Any) -> Any:
+    """NumPy scalars and paths in JSON output."""
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,348 @@
+"""The `flowerlib` command: subcommands end to end on synthetic data, exit codes, --json, clean-data.
+
+The CLI runs in-process through `cli.main([...])` (one trained smoke run is
+shared by the module); one test runs the installed entry point in a subprocess.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import runpy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from flowerlib import cli
+from flowerlib.config import ConfigError
+
+SUBCOMMANDS = ["download", "prepare", "train", "evaluate", "predict", "run", "clean-data"]
+# Tiny but complete: 10 classes x 8 images, 2 head epochs and 1 fine-tuning epoch.
+SMOKE = ["--profile", "smoke", "--head-epochs", "2", "--fine-tune-epochs", "1", "--quiet"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def clean_environment():
+    """No FLOWERS_* variable from the caller's shell; fewer synthetic images (read from the environment)."""
+    with pytest.MonkeyPatch.context() as mp:
+        for key in list(os.environ):
+            if key.startswith("FLOWERS_"):
+                mp.delenv(key)
+        mp.setenv("FLOWERS_SYNTHETIC_IMAGES_PER_CLASS", "8")
+        yield
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """`flowerlib run --json` once on synthetic data: (data_dir, parsed JSON summary)."""
+    data_dir = tmp_path_factory.mktemp("cli") / "data"
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = cli.main(["run", "--json", "--data-dir", str(data_dir), *SMOKE])
+    assert code == 0
+    return data_dir, json.loads(out.getvalue())
+
+
+def _run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = cli.main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _assert_one_line_error(err: str, *fragments: str) -> None:
+    lines = [line for line in err.splitlines() if line.startswith("flowerlib")]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+# --- help, parsing, configuration ----------------------------------------------------
+
+
+def test_installed_command_shows_help():
+    script = Path(sys.executable).with_name("flowerlib")
+    command = [str(script)] if script.is_file() else [sys.executable, "-m", "flowerlib.cli"]
+    result = subprocess.run([*command, "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    for name in SUBCOMMANDS:
+        assert name in result.stdout
+
+
+def test_python_dash_m_flowerlib_runs_the_cli(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["flowerlib", "--version"])
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_module("flowerlib", run_name="__main__")
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.startswith("flowerlib ")
+
+
+@pytest.mark.parametrize("name", SUBCOMMANDS)
+def test_every_subcommand_has_help(name, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([name, "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert f"usage: flowerlib {name}" in out
+    assert "--data-dir" in out and "FLOWERS_DATA_DIR" in out
+
+
+@pytest.mark.parametrize(
+    "argv", [["bogus"], ["train", "--bogus"], ["predict"], ["predict", "x.jpg", "--top-k", "0"]]
+)
+def test_usage_errors_exit_2(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    assert exit_info.value.code == 2
+    assert "usage: flowerlib" in capsys.readouterr().err
+
+
+def test_flags_win_over_environment_which_wins_over_defaults():
+    parser = cli.build_parser()
+    env = {"FLOWERS_PROFILE": "smoke", "FLOWERS_HEAD_EPOCHS": "7", "FLOWERS_SEED": "3"}
+    cfg = cli.config_from_args(parser.parse_args(["train", "--head-epochs", "1", "--data-dir", "/x"]), env)
+    assert (cfg.profile, cfg.head_epochs, cfg.seed, cfg.data_dir) == ("smoke", 1, 3, Path("/x"))
+    assert cfg.image_size == 64  # the smoke profile's default
+    cfg = cli.config_from_args(parser.parse_args(["train", "--profile", "full", "--no-augment"]), env)
+    assert (cfg.profile, cfg.augment, cfg.head_epochs) == ("full", False, 7)
+
+
+def test_weights_none_flag_means_random_initialisation():
+    parser = cli.build_parser()
+    env = {"FLOWERS_WEIGHTS": "/some/file.h5"}
+    assert cli.config_from_args(parser.parse_args(["train", "--weights", "none"]), env).weights is None
+    assert cli.config_from_args(parser.parse_args(["train"]), env).weights == "/some/file.h5"
+
+
+def test_every_user_error_class_exists():
+    import importlib
+
+    for module, names in cli.USER_ERRORS.items():
+        mod = importlib.import_module(module)
+        for name in names:
+            assert issubclass(getattr(mod, name), Exception), f"{module}.{name}"
+    assert set(cli.user_errors()) >= {ConfigError, FileNotFoundError, cli.CommandError}
+
+
+def test_bad_flag_value_is_one_line_exit_2(tmp_path, capsys):
+    code, _, err = _run(capsys, "prepare", "--data-dir", str(tmp_path), "--image-size", "8")
+    assert code == 2
+    _assert_one_line_error(err, "flowerlib prepare: error:", "image_size=8")
+
+
+def test_bad_environment_value_names_the_variable(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FLOWERS_SEED", "abc")
+    code, _, err = _run(capsys, "prepare", "--data-dir", str(tmp_path))
+    assert code == 2
+    _assert_one_line_error(err, "FLOWERS_SEED='abc'")
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    with pytest.raises(ConfigError, match="image_size"):
+        cli.main(["--debug", "prepare", "--data-dir", str(tmp_path), "--image-size", "8"])
+
+
+def test_mirror_with_another_scheme_is_refused(tmp_path, capsys):
+    code, _, err = _run(capsys, "download", "--data-dir", str(tmp_path), "--mirror", "ftp://example.org/")
+    assert code == 2
+    _assert_one_line_error(err, "mirror", "http://")
+
+
+def test_download_from_a_bad_mirror_is_one_line_exit_2(http_server, tmp_path, capsys):
+    # The loopback server serves an empty folder: every file is a 404.
+    data_dir = tmp_path / "data"
+    code, _, err = _run(
+        capsys,
+        "download",
+        "--profile",
+        "full",
+        "--data-dir",
+        str(data_dir),
+        "--mirror",
+        http_server.url,
+        "--quiet",
+    )
+    assert code == 2
+    assert http_server.requests, "the mirror was never asked"
+    _assert_one_line_error(err, "flowerlib download: error:", "404")
+    assert not (data_dir / "dataset.json").exists()
+
+
+def test_prepare_without_a_dataset_says_to_download(tmp_path, capsys):
+    code, _, err = _run(capsys, "prepare", "--profile", "full", "--data-dir", str(tmp_path))
+    assert code == 2
+    _assert_one_line_error(err, "flowerlib download")
+
+
+def test_ctrl_c_exits_130_and_says_a_rerun_resumes(tmp_path, monkeypatch, capsys):
+    from flowerlib import splits
+
+    def interrupted(cfg):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(splits, "prepare_split", interrupted)
+    code, _, err = _run(capsys, "prepare", "--data-dir", str(tmp_path))
+    assert code == 130
+    assert "resume" in err and "Traceback" not in err
+
+
+# --- end to end on synthetic data ----------------------------------------------------
+
+
+def test_run_does_all_four_steps(trained):
+    data_dir, summary = trained
+    assert list(summary) == ["download", "prepare", "train", "evaluate"]
+    assert summary["download"]["num_images"] == 10 * 8  # FLOWERS_SYNTHETIC_IMAGES_PER_CLASS was read
+    assert summary["prepare"]["counts"]["test"] > 0
+    assert summary["train"]["head_epochs"] == 2 and summary["train"]["fine_tune_epochs"] == 1
+    metrics = summary["evaluate"]
+    assert 0.0 <= metrics["top1"] <= metrics["top5"] <= 1.0
+    run = data_dir / "runs" / "tiny-official"
+    assert (run / "model.keras").is_file() and (run / "labels.json").is_file()
+    assert json.loads((run / "metrics.json").read_text())["top1"] == metrics["top1"]
+
+
+def test_evaluate_with_tta_writes_metrics(trained, capsys):
+    data_dir, _ = trained
+    code, out, _ = _run(capsys, "evaluate", "--tta", "--json", "--data-dir", str(data_dir), *SMOKE)
+    assert code == 0
+    metrics = json.loads(out)
+    assert metrics["tta"] is True and metrics["subset"] == "test"
+    assert json.loads(Path(metrics["metrics_file"]).read_text())["tta"] is True
+
+
+def test_predict_prints_a_table(trained, capsys):
+    data_dir, _ = trained
+    image = data_dir / "jpg" / "image_00001.jpg"
+    code, out, _ = _run(capsys, "predict", str(image), "--top-k", "3", "--data-dir", str(data_dir), *SMOKE)
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0] == str(image)
+    assert [line.split(".")[0].strip() for line in lines[1:]] == ["1", "2", "3"]
+    assert all("%" in line for line in lines[1:])
+
+
+def test_predict_json_parses_and_respects_top_k(trained, capsys):
+    data_dir, _ = trained
+    images = [str(data_dir / "jpg" / "image_00001.jpg"), str(data_dir / "jpg" / "image_00002.jpg")]
+    code, out, _ = _run(
+        capsys, "predict", *images, "--json", "--top-k", "2", "--data-dir", str(data_dir), *SMOKE
+    )
+    assert code == 0
+    results = json.loads(out)
+    assert [r["image"] for r in results] == images
+    names = json.loads((data_dir / "runs" / "tiny-official" / "labels.json").read_text())
+    for result in results:
+        preds = result["predictions"]
+        assert [p["rank"] for p in preds] == [1, 2]
+        assert preds[0]["probability"] >= preds[1]["probability"]
+        assert all(p["name"] == names[p["index"]] for p in preds)
+
+
+def test_predict_with_a_model_file_uses_its_labels(trained, tmp_path, capsys):
+    data_dir, _ = trained
+    model = data_dir / "runs" / "tiny-official" / "model.keras"
+    image = data_dir / "jpg" / "image_00003.jpg"
+    # The configured data directory has no model: --model alone decides.
+    code, out, _ = _run(
+        capsys, "predict", str(image), "--model", str(model), "--json", "--data-dir", str(tmp_path)
+    )
+    assert code == 0
+    (result,) = json.loads(out)
+    names = json.loads(model.with_name("labels.json").read_text())
+    assert len(result["predictions"]) == 5
+    assert {p["name"] for p in result["predictions"]} <= set(names)
+
+
+@pytest.mark.parametrize("command", ["evaluate", "predict"])
+def test_missing_model_says_what_to_run(command, tmp_path, capsys):
+    extra = ["some.jpg"] if command == "predict" else []
+    code, _, err = _run(capsys, command, *extra, "--data-dir", str(tmp_path), *SMOKE)
+    assert code == 2
+    _assert_one_line_error(err, f"flowerlib {command}: error:", "flowerlib train", "model.keras")
+
+
+def test_predict_with_a_missing_model_file(tmp_path, capsys):
+    code, _, err = _run(capsys, "predict", "x.jpg", "--model", str(tmp_path / "nope.keras"))
+    assert code == 2
+    _assert_one_line_error(err, "nope.keras", "flowerlib train")
+
+
+@pytest.mark.parametrize(
+    ("make_source", "expected"),
+    [
+        (lambda tmp: _write(tmp / "notes.jpg", b"not an image at all"), "not an image"),
+        (lambda tmp: _write(tmp / "empty.png", b""), "empty"),
+        (lambda tmp: "ftp://example.org/rose.jpg", "http"),
+        (lambda tmp: str(tmp / "missing.jpg"), "No such file"),
+    ],
+    ids=["not-an-image", "empty-file", "ftp-url", "missing-file"],
+)
+def test_predict_refuses_bad_images(trained, tmp_path, capsys, make_source, expected):
+    data_dir, _ = trained
+    source = make_source(tmp_path)
+    code, out, err = _run(capsys, "predict", str(source), "--data-dir", str(data_dir), *SMOKE)
+    assert code == 2
+    assert out == ""
+    _assert_one_line_error(err, "flowerlib predict: error:", expected)
+
+
+def _write(path: Path, data: bytes) -> str:
+    path.write_bytes(data)
+    return str(path)
+
+
+# --- clean-data ------------------------------------------------------------------------
+
+
+def _fake_data_dir(root: Path) -> Path:
+    (root / "splits").mkdir(parents=True)
+    (root / "splits" / "official.csv").write_text("image_id\n1\n")
+    (root / "dataset.json").write_text("{}")
+    return root
+
+
+def test_clean_data_with_yes_deletes(tmp_path, capsys):
+    root = _fake_data_dir(tmp_path / "data")
+    code, out, _ = _run(capsys, "clean-data", "--yes", "--data-dir", str(root))
+    assert code == 0 and not root.exists()
+    assert "deleted" in out
+
+
+def test_clean_data_without_yes_and_no_terminal_refuses(tmp_path, monkeypatch, capsys):
+    root = _fake_data_dir(tmp_path / "data")
+    monkeypatch.setattr(sys, "stdin", io.StringIO("y\n"))  # not a terminal
+    code, _, err = _run(capsys, "clean-data", "--data-dir", str(root))
+    assert code == 2 and root.exists()
+    _assert_one_line_error(err, "--yes")
+
+
+def test_clean_data_asks_on_a_terminal(tmp_path, monkeypatch, capsys):
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    root = _fake_data_dir(tmp_path / "data")
+    monkeypatch.setattr(sys, "stdin", Terminal("n\n"))
+    assert cli.main(["clean-data", "--data-dir", str(root)]) == 0
+    assert root.exists()
+    monkeypatch.setattr(sys, "stdin", Terminal("y\n"))
+    assert cli.main(["clean-data", "--data-dir", str(root)]) == 0
+    assert not root.exists()
+
+
+def test_clean_data_refuses_a_folder_it_did_not_fill(tmp_path, capsys):
+    root = _fake_data_dir(tmp_path / "data")
+    (root / "thesis.tex").write_text("years of work")
+    code, _, err = _run(capsys, "clean-data", "--yes", "--data-dir", str(root))
+    assert code == 2 and (root / "thesis.tex").exists()
+    _assert_one_line_error(err, "thesis.tex")
+
+
+def test_clean_data_of_a_missing_folder_is_fine(tmp_path, capsys):
+    code, out, _ = _run(capsys, "clean-data", "--yes", "--data-dir", str(tmp_path / "none"))
+    assert code == 0 and "nothing to delete" in out
