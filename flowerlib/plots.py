@@ -238,11 +238,12 @@ def learning_curves(history, *, title: str | None = None) -> plt.Figure:
         if "fine_tune" in phases and phases.index("fine_tune") > 0:
             boundary = phases.index("fine_tune") + 0.5
             ax.axvline(boundary, color="grey", linestyle="--", linewidth=1)
-            ax.text(boundary, 0.98, "  fine-tuning ->", transform=ax.get_xaxis_transform(), va="top", fontsize=8)
+            top = ax.get_xaxis_transform()  # x in data units, y in axes units
+            ax.text(boundary, 0.98, "  fine-tuning ->", transform=top, va="top", fontsize=8)
             ax.text(0.01, 0.98, "head only", transform=ax.transAxes, va="top", fontsize=8)
         ax.set_xlabel("epoch (both phases)")
         ax.set_ylabel(label)
-        ax.legend(fontsize=8, loc="center right")
+        ax.legend(fontsize=8, loc="best")
     axes[1].set_ylim(0, 1.02)
     if title:
         fig.suptitle(title)
