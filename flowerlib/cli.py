@@ -28,6 +28,7 @@ import json
 import os
 import shutil
 import sys
+import warnings
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -215,6 +216,24 @@ def _keras_verbose(args: argparse.Namespace) -> int:
     return 1 if sys.stdout.isatty() else 2
 
 
+@contextlib.contextmanager
+def _short_warnings(command: str) -> Iterator[None]:
+    """Show flowerlib's own warnings as one line (`flowerlib CMD: warning: ...`), others as usual."""
+    package = str(Path(__file__).parent)
+    with warnings.catch_warnings():
+        default = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if str(filename).startswith(package) or category.__module__.startswith("flowerlib"):
+                text = " ".join(str(message).split())
+                print(f"flowerlib {command}: warning: {text}", file=sys.stderr)
+            else:
+                default(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        yield
+
+
 def _percent(x: float) -> str:
     return f"{100 * x:5.1f}%"
 
@@ -261,7 +280,7 @@ def cmd_train(cfg: Config, args: argparse.Namespace) -> dict[str, Any]:
         best = float(rows["val_accuracy"].max())
         summary[f"{phase}_epochs"] = len(rows)
         summary[f"{phase}_best_val_accuracy"] = best
-        _say(f"{phase}: {len(rows)} epochs, best validation accuracy {_percent(best)}")
+        _say(f"{str(phase).replace('_', '-')}: {len(rows)} epochs, best validation accuracy {_percent(best)}")
     if result.resumed:
         _say("(continued from an earlier, interrupted or finished run of the same configuration)")
     _say(f"model saved: {result.run.model}")
@@ -336,12 +355,12 @@ def cmd_predict(cfg: Config, args: argparse.Namespace) -> list[dict[str, Any]]:
     for position, source in enumerate(args.images):
         rows = table[table["source"] == position].drop(columns="source")
         results.append({"image": source, "predictions": rows.to_dict(orient="records")})
-    for result in results:
-        _say(result["image"])
+    for number, result in enumerate(results):
+        _say(*([""] if number else []), result["image"])
         width = max(len(p["name"]) for p in result["predictions"])
         for p in result["predictions"]:
             bar = "#" * round(20 * p["probability"])
-            _say(f"  {p['rank']:>2}. {p['name']:<{width}}  {_percent(p['probability'])}  {bar}")
+            _say(f"  {p['rank']:>2}. {p['name']:<{width}}  {_percent(p['probability'])}  {bar}".rstrip())
     return results
 
 
@@ -496,7 +515,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     quiet_tensorflow()
     try:
-        with _json_mode(getattr(args, "json", False)) as stdout:
+        with _short_warnings(args.command), _json_mode(getattr(args, "json", False)) as stdout:
             cfg = config_from_args(args)
             result = args.func(cfg, args)
             if getattr(args, "json", False):

@@ -13,6 +13,7 @@ import os
 import runpy
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -111,6 +112,12 @@ def test_flags_win_over_environment_which_wins_over_defaults():
     assert (cfg.profile, cfg.augment, cfg.head_epochs) == ("full", False, 7)
 
 
+@pytest.mark.parametrize("argv", [["--quiet", "--debug", "train"], ["train", "--quiet", "--debug"]])
+def test_common_flags_work_before_and_after_the_subcommand(argv):
+    args = cli.build_parser().parse_args(argv)
+    assert args.quiet and args.debug
+
+
 def test_weights_none_flag_means_random_initialisation():
     parser = cli.build_parser()
     env = {"FLOWERS_WEIGHTS": "/some/file.h5"}
@@ -190,6 +197,22 @@ def test_ctrl_c_exits_130_and_says_a_rerun_resumes(tmp_path, monkeypatch, capsys
     assert "resume" in err and "Traceback" not in err
 
 
+def test_library_warnings_are_one_line(tmp_path, monkeypatch, capsys):
+    from flowerlib import splits
+
+    def partial(cfg):
+        warnings.warn("only 3 of 5 images are present", splits.PartialDatasetWarning, stacklevel=2)
+        raise splits.SplitError("the 'test' part is empty")
+
+    monkeypatch.setattr(splits, "prepare_split", partial)
+    code, _, err = _run(capsys, "prepare", "--data-dir", str(tmp_path))
+    assert code == 2
+    assert err.splitlines() == [
+        "flowerlib prepare: warning: only 3 of 5 images are present",
+        "flowerlib prepare: error: the 'test' part is empty",
+    ]
+
+
 # --- end to end on synthetic data ----------------------------------------------------
 
 
@@ -221,7 +244,7 @@ def test_predict_prints_a_table(trained, capsys):
     code, out, _ = _run(capsys, "predict", str(image), "--top-k", "3", "--data-dir", str(data_dir), *SMOKE)
     assert code == 0
     lines = out.splitlines()
-    assert lines[0] == str(image)
+    assert lines[0] == str(image), out
     assert [line.split(".")[0].strip() for line in lines[1:]] == ["1", "2", "3"]
     assert all("%" in line for line in lines[1:])
 
