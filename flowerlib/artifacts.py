@@ -6,7 +6,8 @@ Layout of a data directory::
       downloads/102flowers.tgz        the verified archive (kept for re-extraction)
       jpg/image_00001.jpg ...         the extracted images
       imagelabels.mat, setid.mat      labels and the official split
-      splits/<split>.csv              split tables (see flowerlib.splits)
+      dataset.json                    what flowerlib.download verified
+      splits/<split>.csv, <split>.json  split tables and their parameters (flowerlib.splits)
       cache/features-<key>.npz        cached backbone features (see flowerlib.cache)
       runs/<run>/                     one training run's artifacts:
         model.keras  config.json  history.csv  labels.json  metrics.json
@@ -20,6 +21,7 @@ later run would trust.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -70,6 +72,15 @@ class Layout:
     def split_csv(self, split: str) -> Path:
         return self.splits_dir / f"{split}.csv"
 
+    def split_meta(self, split: str) -> Path:
+        """Sidecar of a split CSV: its parameters and the dataset it was made from."""
+        return self.splits_dir / f"{split}.json"
+
+    @property
+    def dataset_marker(self) -> Path:
+        """JSON recording a complete, verified dataset (written by flowerlib.download)."""
+        return self.root / "dataset.json"
+
     @property
     def cache_dir(self) -> Path:
         return self.root / "cache"
@@ -118,6 +129,21 @@ class RunLayout:
     @property
     def logs(self) -> Path:
         return self.root / "logs"
+
+
+def verified_marker(path: str | os.PathLike) -> Path:
+    """The `<file>.verified` JSON beside a downloaded file (size, sha256, mtime)."""
+    path = Path(path)
+    return path.with_name(path.name + ".verified")
+
+
+def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file, read in chunks (a 345 MB archive never sits in memory)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def image_file(image_id: int) -> str:

@@ -31,7 +31,6 @@ whose message says what was wrong and what to do.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -46,7 +45,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flowerlib.artifacts import Layout, atomic_path, image_file, read_json, write_json
+from flowerlib.artifacts import (
+    Layout,
+    atomic_path,
+    image_file,
+    read_json,
+    sha256_file,
+    verified_marker,
+    write_json,
+)
 
 if TYPE_CHECKING:
     from flowerlib.config import Config
@@ -58,7 +65,6 @@ NUM_IMAGES = 8189
 MARKER_VERSION = 1
 _IMAGE_RE = re.compile(r"^image_(\d{5})\.jpg$")
 _HTML_STARTS = (b"<!doctype html", b"<html", b"<head", b"<body", b"<?xml")
-_HASH_CHUNK = 1 << 20
 _POOCH_TMP_RE = re.compile(r"^tmp[a-z0-9_]{8}$")  # tempfile.NamedTemporaryFile names
 
 
@@ -121,24 +127,6 @@ OFFICIAL = Sources()
 # --- markers: what has been verified -----------------------------------------------------
 
 
-def dataset_marker(layout: Layout) -> Path:
-    """The JSON file recording a complete, verified dataset (`data_dir/dataset.json`)."""
-    return layout.root / "dataset.json"
-
-
-def verified_marker(path: Path) -> Path:
-    """The `<file>.verified` JSON beside a downloaded file (size, sha256, mtime)."""
-    return path.with_name(path.name + ".verified")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _stat_key(path: Path) -> dict[str, int]:
     st = path.stat()
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
@@ -185,7 +173,7 @@ def verify_file(path: str | os.PathLike, expected: RemoteFile) -> None:
             f"{path} has {size:,} bytes but {expected.name} has {expected.size:,}: it is incomplete or "
             "a different file. Download it again or point at the right file."
         )
-    actual = _sha256(path)
+    actual = sha256_file(path)
     if actual != expected.sha256:
         raise DownloadError(
             f"Checksum mismatch for {path}: sha256 {actual}, expected {expected.sha256} ({expected.name}). "
@@ -503,7 +491,7 @@ def dataset_info(layout: Layout) -> dict[str, Any] | None:
         size, and for synthetic data its parameters.
     """
     try:
-        info = read_json(dataset_marker(layout))
+        info = read_json(layout.dataset_marker)
     except (FileNotFoundError, ValueError, OSError):
         return None
     return info if isinstance(info, dict) and info.get("version") == MARKER_VERSION else None
@@ -529,7 +517,7 @@ def is_complete(layout: Layout) -> bool:
         for key, path in (("labels", layout.labels_mat), ("setid", layout.setid_mat)):
             if not path.is_file() or path.stat().st_size != info[key]["size"]:
                 return False
-            if _sha256(path) != info[key]["sha256"]:
+            if sha256_file(path) != info[key]["sha256"]:
                 return False
         return len(_list_image_ids(layout.jpg_dir)) == info["num_images"]
     except (KeyError, TypeError, OSError):
@@ -543,11 +531,11 @@ def _record(layout: Layout, source: str, *, num_labels: int, num_images: int, **
         "num_labels": num_labels,
         "num_images": num_images,
         "partial": num_images != num_labels,
-        "labels": {"sha256": _sha256(layout.labels_mat), "size": layout.labels_mat.stat().st_size},
-        "setid": {"sha256": _sha256(layout.setid_mat), "size": layout.setid_mat.stat().st_size},
+        "labels": {"sha256": sha256_file(layout.labels_mat), "size": layout.labels_mat.stat().st_size},
+        "setid": {"sha256": sha256_file(layout.setid_mat), "size": layout.setid_mat.stat().st_size},
         **extra,
     }
-    write_json(dataset_marker(layout), info)
+    write_json(layout.dataset_marker, info)
 
 
 def _copy_verified(src: Path, dst: Path, expected: RemoteFile) -> None:
@@ -625,7 +613,7 @@ def _synthetic(cfg: Config, layout: Layout) -> Layout:
             "data there would replace it. Use another FLOWERS_DATA_DIR for synthetic data (the smoke "
             "profile's default is its own folder)."
         )
-    dataset_marker(layout).unlink(missing_ok=True)
+    layout.dataset_marker.unlink(missing_ok=True)
     synthetic.make_dataset(layout.root, **params)
     n = params["num_classes"] * params["images_per_class"]
     _record(layout, "synthetic", num_labels=n, num_images=n, synthetic=params)
@@ -681,7 +669,7 @@ def fetch_dataset(
         and is_complete(layout)
     ):
         return layout
-    dataset_marker(layout).unlink(missing_ok=True)
+    layout.dataset_marker.unlink(missing_ok=True)
     try:
         layout.root.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -723,7 +711,6 @@ __all__ = [
     "RemoteFile",
     "Sources",
     "dataset_info",
-    "dataset_marker",
     "download_file",
     "extract_archive",
     "fetch_dataset",

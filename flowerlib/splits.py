@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from flowerlib.artifacts import Layout, atomic_path, read_json, write_json
+from flowerlib.artifacts import Layout, atomic_path, read_json, sha256_file, write_json
 from flowerlib.classes import NUM_CLASSES, class_names
 
 if TYPE_CHECKING:  # pandas is imported lazily: importing flowerlib stays light
@@ -529,15 +529,6 @@ def available_image_ids(layout: Layout) -> np.ndarray:
 # --- storage ----------------------------------------------------------------------
 
 
-def _meta_path(layout: Layout, name: str) -> Path:
-    # The sidecar sits beside the CSV: splits/<name>.json.
-    return layout.split_csv(name).with_suffix(".json")
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def save_split(table: pd.DataFrame, layout: Layout, name: str, params: dict[str, Any] | None = None) -> Path:
     """Write a split table to `splits/<name>.csv` (atomically), plus its sidecar JSON.
 
@@ -559,9 +550,9 @@ def save_split(table: pd.DataFrame, layout: Layout, name: str, params: dict[str,
         "params": params or {},
         "dataset": dataset_fingerprint(layout),
         "rows": len(table),
-        "csv_sha256": _sha256(csv),
+        "csv_sha256": sha256_file(csv),
     }
-    write_json(_meta_path(layout, name), meta)
+    write_json(layout.split_meta(name), meta)
     return csv
 
 
@@ -587,7 +578,7 @@ def load_split(layout: Layout, name: str) -> pd.DataFrame:
 
 
 def _stored_is_current(layout: Layout, name: str, params: dict[str, Any]) -> bool:
-    csv, meta_path = layout.split_csv(name), _meta_path(layout, name)
+    csv, meta_path = layout.split_csv(name), layout.split_meta(name)
     if not (csv.is_file() and meta_path.is_file()):
         return False
     try:
@@ -599,7 +590,7 @@ def _stored_is_current(layout: Layout, name: str, params: dict[str, Any]) -> boo
         and meta.get("name") == name
         and meta.get("params") == json.loads(json.dumps(params))
         and meta.get("dataset") == dataset_fingerprint(layout)
-        and meta.get("csv_sha256") == _sha256(csv)
+        and meta.get("csv_sha256") == sha256_file(csv)
     )
 
 

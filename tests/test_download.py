@@ -58,7 +58,7 @@ def _config(tmp_path, **kw) -> Config:
 def _trusted_leftovers(layout: Layout) -> list[str]:
     """Files a later run could mistake for good ones."""
     found = []
-    if download.dataset_marker(layout).exists():
+    if layout.dataset_marker.exists():
         found.append("dataset.json")
     if layout.archive.exists():
         found.append("archive")
