@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import json
 import math
 import os
@@ -375,6 +376,7 @@ def _fit_phase(
             validation_data=val_data,
             epochs=epochs,
             initial_epoch=initial_epoch,
+            shuffle=False,  # the training pipeline shuffles (seeded) by itself
             callbacks=all_callbacks,
             verbose=verbose,
         )
@@ -431,6 +433,11 @@ class TrainingRun:
                     f"The split table has no {part!r} images; training needs both train and val. "
                     f"Parts present: {sorted(set(table['split']))}"
                 )
+        if cfg.tensorboard and importlib.util.find_spec("tensorboard") is None:
+            raise TrainError(
+                "tensorboard=True needs the TensorBoard package, which is not installed: "
+                "pip install tensorboard (or set FLOWERS_TENSORBOARD=false)."
+            )
         self.cfg = cfg
         self.table = table
         self.callbacks = list(callbacks)

@@ -108,6 +108,15 @@ def test_plain_head_path_trains_the_frozen_backbone_inside_fit(data_dir):
     assert result.run.model.is_file()
 
 
+def test_tensorboard_without_the_package_is_a_clear_error(data_dir):
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") is not None:
+        pytest.skip("tensorboard is installed")
+    with pytest.raises(TrainError, match="pip install tensorboard"):
+        train(make_cfg(data_dir, "tb", tensorboard=True), verbose=0)
+
+
 @pytest.mark.parametrize(("phase", "epoch"), [("head", 2), ("fine_tune", 1)])
 def test_a_crashed_run_resumes_after_its_last_completed_epoch(data_dir, phase, epoch):
     cfg = make_cfg(data_dir, f"crash-{phase}")
