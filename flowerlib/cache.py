@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from flowerlib.artifacts import Layout, atomic_path
+from flowerlib.artifacts import Layout, atomic_path, sha256_file
 
 if TYPE_CHECKING:
     import keras
@@ -86,16 +86,12 @@ _FILE_HASHES: dict[tuple[str, int, int], str] = {}
 
 
 def file_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 of a file (memoised per path, size and modification time)."""
+    """SHA-256 of a file, memoised per path, size and modification time (weights files are large)."""
     p = Path(path)
     st = p.stat()
     memo = (str(p.resolve()), st.st_size, st.st_mtime_ns)
     if memo not in _FILE_HASHES:
-        h = hashlib.sha256()
-        with p.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        _FILE_HASHES[memo] = h.hexdigest()
+        _FILE_HASHES[memo] = sha256_file(p)
     return _FILE_HASHES[memo]
 
 
