@@ -85,6 +85,10 @@ class Layout:
     def cache_dir(self) -> Path:
         return self.root / "cache"
 
+    def feature_cache(self, key: str) -> Path:
+        """Cached backbone features, named by the hash of what determines them."""
+        return self.cache_dir / f"features-{key}.npz"
+
     def image_path(self, image_id: int) -> Path:
         return self.jpg_dir / image_file(image_id)
 
@@ -125,6 +129,11 @@ class RunLayout:
     @property
     def checkpoints(self) -> Path:
         return self.root / "checkpoints"
+
+    @property
+    def state(self) -> Path:
+        """The resumable training state (which epochs are done, which weight files hold them)."""
+        return self.checkpoints / "state.json"
 
     @property
     def logs(self) -> Path:

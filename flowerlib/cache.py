@@ -177,7 +177,7 @@ def make_key(inputs: dict[str, Any]) -> str:
 
 def cache_path(cfg: Config, key: str) -> Path:
     """`<data_dir>/cache/features-<key>.npz`."""
-    return Layout(cfg.data_dir).cache_dir / f"features-{key}.npz"
+    return Layout(cfg.data_dir).feature_cache(key)
 
 
 # --- extraction ---------------------------------------------------------------

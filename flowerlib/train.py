@@ -123,7 +123,7 @@ class RunState:
     def __init__(self, run: RunLayout, fingerprint: str):
         self.run = run
         self.dir = run.checkpoints
-        self.path = run.checkpoints / "state.json"
+        self.path = run.state
         self.fingerprint = fingerprint
         self.data: dict[str, Any] = {"fingerprint": fingerprint, "phases": {}, "history": [], "done": False}
 
