@@ -36,6 +36,34 @@ class PipelineError(ValueError):
     """A split table or data directory cannot be turned into a dataset."""
 
 
+def resize_and_crop(image: tf.Tensor, image_size: int) -> tf.Tensor:
+    """Resize an `(H, W, 3)` image so its shorter side is `image_size`, crop the centre square.
+
+    Bilinear and antialiased, aspect ratio kept; the one geometry shared by the
+    input pipeline and `flowerlib.predict`, so a photo looks the same to the model
+    in training and at prediction time.
+
+    Args:
+        image: RGB image tensor or array `(H, W, 3)`, values in 0..255, any dtype.
+        image_size: side of the output square, in pixels.
+
+    Returns:
+        float32 tensor `[image_size, image_size, 3]`, values clipped to 0..255.
+    """
+    import tensorflow as tf
+
+    image = tf.cast(image, tf.float32)
+    shape = tf.cast(tf.shape(image)[:2], tf.float32)
+    scale = float(image_size) / tf.reduce_min(shape)
+    # ceil(), then at least image_size: rounding never leaves a side too short to crop.
+    new_hw = tf.maximum(tf.cast(tf.math.ceil(shape * scale - 1e-3), tf.int32), image_size)
+    image = tf.image.resize(image, new_hw, method="bilinear", antialias=True)
+    top = (new_hw[0] - image_size) // 2
+    left = (new_hw[1] - image_size) // 2
+    image = tf.image.crop_to_bounding_box(image, top, left, image_size, image_size)
+    return tf.clip_by_value(image, 0.0, 255.0)
+
+
 def decode_and_resize(path: tf.Tensor | str, image_size: int) -> tf.Tensor:
     """Read a JPEG, resize its shorter side to `image_size`, crop the centre square.
 
@@ -50,15 +78,7 @@ def decode_and_resize(path: tf.Tensor | str, image_size: int) -> tf.Tensor:
 
     data = tf.io.read_file(path)
     image = tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_FAST")
-    shape = tf.cast(tf.shape(image)[:2], tf.float32)
-    scale = float(image_size) / tf.reduce_min(shape)
-    # ceil(), then at least image_size: rounding never leaves a side too short to crop.
-    new_hw = tf.maximum(tf.cast(tf.math.ceil(shape * scale - 1e-3), tf.int32), image_size)
-    image = tf.image.resize(image, new_hw, method="bilinear", antialias=True)
-    top = (new_hw[0] - image_size) // 2
-    left = (new_hw[1] - image_size) // 2
-    image = tf.image.crop_to_bounding_box(image, top, left, image_size, image_size)
-    image = tf.clip_by_value(image, 0.0, 255.0)
+    image = resize_and_crop(image, image_size)
     image.set_shape([image_size, image_size, 3])
     return image
 

@@ -304,9 +304,9 @@ def load_image(
 def resize_and_crop(image: np.ndarray, image_size: int) -> np.ndarray:
     """Bring an `(H, W, 3)` image to `(image_size, image_size, 3)` exactly as the pipeline does.
 
-    The same steps as `pipeline.decode_and_resize` after decoding (the tests check
-    that both agree): resize so the shorter side is `image_size` (bilinear,
-    antialiased, aspect ratio kept), crop the centre square, clip to 0..255.
+    The geometry of the input pipeline (`flowerlib.pipeline.resize_and_crop`):
+    resize so the shorter side is `image_size` (bilinear, antialiased, aspect
+    ratio kept), crop the centre square, clip to 0..255.
 
     Args:
         image: RGB array `(H, W, 3)` in 0..255.
@@ -315,17 +315,9 @@ def resize_and_crop(image: np.ndarray, image_size: int) -> np.ndarray:
     Returns:
         float32 array `(image_size, image_size, 3)` in 0..255.
     """
-    import tensorflow as tf
+    from flowerlib.pipeline import resize_and_crop as _resize_and_crop
 
-    image = tf.convert_to_tensor(np.asarray(image, dtype=np.float32))
-    shape = tf.cast(tf.shape(image)[:2], tf.float32)
-    scale = float(image_size) / tf.reduce_min(shape)
-    new_hw = tf.maximum(tf.cast(tf.math.ceil(shape * scale - 1e-3), tf.int32), image_size)
-    image = tf.image.resize(image, new_hw, method="bilinear", antialias=True)
-    top = (new_hw[0] - image_size) // 2
-    left = (new_hw[1] - image_size) // 2
-    image = tf.image.crop_to_bounding_box(image, top, left, image_size, image_size)
-    return tf.clip_by_value(image, 0.0, 255.0).numpy()
+    return _resize_and_crop(np.asarray(image, dtype=np.float32), image_size).numpy()
 
 
 def prepare_image(source: Any, image_size: int, **load_kwargs: Any) -> np.ndarray:
