@@ -127,13 +127,35 @@ class BackboneSpec:
         weights = resolve_weights(weights)
         a = self.alpha_for(weights, alpha)
         shape = (image_size, image_size, 3)
-        base = self.constructor(shape, "imagenet" if weights == "imagenet" else None, a)
+        try:
+            base = self.constructor(shape, "imagenet" if weights == "imagenet" else None, a)
+        except Exception as e:  # Keras raises a bare Exception when its weights download fails
+            if weights == "imagenet" and "URL fetch failure" in str(e):
+                raise ModelConfigError(_imagenet_download_advice(self.name, e)) from None
+            raise
         if weights not in (None, "imagenet"):
             _load_weights_file(base, weights, self, a)
         import keras
 
         # One clean name for the nested model, whatever Keras calls it.
         return keras.Model(base.inputs[0], base.outputs[0], name=BACKBONE_LAYER_NAME)
+
+
+# The files Keras caches under ~/.keras/models/ for weights="imagenet" (no top).
+IMAGENET_WEIGHT_FILES = {
+    "resnet50": "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5 (94,765,736 bytes)",
+    "mobilenet_v2": "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
+    "mobilenet": "mobilenet_1_0_224_tf_no_top.h5",
+}
+
+
+def _imagenet_download_advice(name: str, error: BaseException) -> str:
+    file = IMAGENET_WEIGHT_FILES.get(name, "the weights file")
+    return (
+        f"Could not download the ImageNet weights of {name} ({error}). Without internet access, "
+        f"copy {file} into ~/.keras/models/, or point FLOWERS_WEIGHTS (--weights) at a copy of it; "
+        "behind a proxy, set HTTPS_PROXY. To try the project without any weights: FLOWERS_PROFILE=smoke."
+    )
 
 
 def alpha_from_filename(filename: str) -> float | None:

@@ -102,12 +102,12 @@ CONFIG_FLAGS: dict[str, tuple[str, Callable[[str], Any] | None, str]] = {
     "--source": ("source", Path, "a local 102flowers.tgz or extracted folder, instead of downloading"),
     "--synthetic": ("synthetic", None, "generate the synthetic dataset instead of using the real one"),
     "--num-classes": ("num_classes", int, "number of classes (102 for the real dataset)"),
-    "--backbone": ("backbone", str, "resnet50, mobilenet_v2, mobilenet or tiny"),
+    "--backbone": ("backbone", str, "the pretrained network under the new head"),
     "--weights": ("weights", _weights, "'imagenet', 'none' (random init) or a local weights file"),
     "--image-size": ("image_size", int, "model input side in pixels"),
     "--batch-size": ("batch_size", int, "images per batch"),
     "--seed": ("seed", int, "seed for splits, augmentation and initialisation"),
-    "--split": ("split", str, "official, trainval or random"),
+    "--split": ("split", str, "official (1,020/1,020/6,149), trainval, or random (stratified)"),
     "--head-epochs": ("head_epochs", int, "epochs of the head-only phase"),
     "--head-learning-rate": ("head_learning_rate", float, "learning rate of the head-only phase"),
     "--fine-tune-epochs": ("fine_tune_epochs", int, "epochs of fine-tuning (0 skips it)"),
@@ -115,6 +115,7 @@ CONFIG_FLAGS: dict[str, tuple[str, Callable[[str], Any] | None, str]] = {
     "--fine-tune-stages": ("fine_tune_stages", int, "how many of the backbone's last stages to unfreeze"),
     "--augment": ("augment", None, "random flips, rotations and zooms of training images"),
     "--cache-features": ("cache_features", None, "train the head on cached backbone features"),
+    "--cache-views": ("cache_views", int, "augmented views per training image in the feature cache"),
     "--run-name": ("run_name", str, "artifact folder under DATA_DIR/runs/ (default BACKBONE-SPLIT)"),
 }
 
@@ -165,6 +166,22 @@ def _add_common_flags(parser: argparse.ArgumentParser, *, in_subcommand: bool) -
 _METAVARS: dict[Any, str] = {int: "N", float: "RATE", Path: "PATH"}
 
 
+def _backbone_names() -> list[str]:
+    from flowerlib.backbones import BACKBONES  # defines the registry; imports no TensorFlow
+
+    return sorted(BACKBONES)
+
+
+def _split_names() -> list[str]:
+    from flowerlib.config import SPLITS
+
+    return list(SPLITS)
+
+
+# Fields whose values are checked by argparse (a typo is a usage error before any work).
+_CHOICES: dict[str, Callable[[], list[str]]] = {"backbone": _backbone_names, "split": _split_names}
+
+
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group(
         "configuration",
@@ -181,6 +198,8 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
             group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_)
         elif field == "weights":
             group.add_argument(flag, type=type_, action=_WeightsAction, metavar="WEIGHTS", help=help_)
+        elif field in _CHOICES:
+            group.add_argument(flag, choices=_CHOICES[field](), default=None, help=help_)
         else:
             metavar = "URL" if field == "mirror" else _METAVARS.get(type_, "NAME")
             group.add_argument(flag, type=type_, default=None, metavar=metavar, help=help_)
@@ -355,6 +374,8 @@ def cmd_predict(cfg: Config, args: argparse.Namespace) -> list[dict[str, Any]]:
     for position, source in enumerate(args.images):
         rows = table[table["source"] == position].drop(columns="source")
         results.append({"image": source, "predictions": rows.to_dict(orient="records")})
+    if getattr(args, "json", False):
+        return results  # the JSON on stdout says it all
     for number, result in enumerate(results):
         _say(*([""] if number else []), result["image"])
         width = max(len(p["name"]) for p in result["predictions"])
@@ -498,6 +519,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _subparser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    for action in parser._subparsers._group_actions:  # argparse keeps subparsers here
+        if command in action.choices:
+            return action.choices[command]
+    return parser
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the `flowerlib` command.
 
@@ -509,7 +537,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         (unknown subcommand or flag) exits with 2 from argparse.
     """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # report it with the subcommand's usage, not the top-level one
+        _subparser(parser, args.command).error(f"unrecognized arguments: {' '.join(unknown)}")
     debug = args.debug or os.environ.get("FLOWERS_DEBUG", "") in ("1", "true", "yes", "on")
     from flowerlib.runtime import quiet_tensorflow
 

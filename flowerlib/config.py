@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import warnings
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,14 @@ ENV_PREFIX = "FLOWERS_"
 
 class ConfigError(ValueError):
     """A configuration value is invalid (bad type, out of range, unknown name)."""
+
+
+class ConfigWarning(UserWarning):
+    """A `FLOWERS_*` environment variable that no setting reads (probably a typo)."""
+
+
+# FLOWERS_* variables read elsewhere than by a Config field.
+_OTHER_ENV = {"FLOWERS_PROFILE", "FLOWERS_DEBUG"}
 
 
 def default_cache_root() -> Path:
@@ -205,6 +214,15 @@ class Config:
         """
         env = os.environ if environ is None else environ
         profile = overrides.get("profile") or env.get(ENV_PREFIX + "PROFILE", "full")
+        known = _OTHER_ENV | {ENV_PREFIX + f.name.upper() for f in fields(cls) if f.name != "extra"}
+        unknown = sorted(k for k in env if k.startswith(ENV_PREFIX) and k not in known)
+        if unknown:
+            warnings.warn(
+                f"Ignoring unknown environment variable(s) {', '.join(unknown)}: no setting reads them. "
+                f"Known: {', '.join(sorted(known))}.",
+                ConfigWarning,
+                stacklevel=2,
+            )
         values: dict[str, Any] = {}
         for f in fields(cls):
             if f.name in ("profile", "extra"):

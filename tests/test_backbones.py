@@ -111,3 +111,21 @@ def test_shared_mobilenet_weights_load_with_alpha_from_the_file_name():
     assert backbone.output.shape[-1] == 256  # 1024 x alpha
     with pytest.raises(ModelConfigError, match="mobilenet_v2"):
         get_backbone("mobilenet_v2").build(64, str(path))
+
+
+def test_failed_imagenet_download_is_a_clear_error_that_says_how_to_work_offline(monkeypatch, tmp_path):
+    import urllib.error
+
+    from keras.src.utils import file_utils
+
+    def no_network(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(file_utils, "urlretrieve", no_network)
+    monkeypatch.setenv("HOME", str(tmp_path))  # an empty Keras cache: the file must be fetched
+    with pytest.raises(ModelConfigError) as info:
+        get_backbone("mobilenet").build(64, "imagenet")
+    message = str(info.value)
+    assert "Could not download the ImageNet weights of mobilenet" in message
+    assert "~/.keras/models/" in message and "FLOWERS_WEIGHTS" in message
+    assert not list(tmp_path.rglob("*.h5"))  # nothing half-downloaded left behind

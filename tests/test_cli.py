@@ -102,6 +102,21 @@ def test_usage_errors_exit_2(argv, capsys):
     assert "usage: flowerlib" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "argv, usage, fragment",
+    [
+        (["predict", "x.jpg", "--topk", "3"], "usage: flowerlib predict", "unrecognized arguments: --topk 3"),
+        (["train", "--backbone", "resnet5"], "usage: flowerlib train", "invalid choice: 'resnet5'"),
+        (["prepare", "--split", "kfold"], "usage: flowerlib prepare", "invalid choice: 'kfold'"),
+    ],
+)
+def test_typos_are_usage_errors_of_the_subcommand(argv, usage, fragment, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and usage in err and fragment in err
+
+
 def test_flags_win_over_environment_which_wins_over_defaults():
     parser = cli.build_parser()
     env = {"FLOWERS_PROFILE": "smoke", "FLOWERS_HEAD_EPOCHS": "7", "FLOWERS_SEED": "3"}
@@ -252,10 +267,11 @@ def test_predict_prints_a_table(trained, capsys):
 def test_predict_json_parses_and_respects_top_k(trained, capsys):
     data_dir, _ = trained
     images = [str(data_dir / "jpg" / "image_00001.jpg"), str(data_dir / "jpg" / "image_00002.jpg")]
-    code, out, _ = _run(
+    code, out, err = _run(
         capsys, "predict", *images, "--json", "--top-k", "2", "--data-dir", str(data_dir), *SMOKE
     )
     assert code == 0
+    assert "#" not in err  # the table is for humans; under --json only the JSON is printed
     results = json.loads(out)
     assert [r["image"] for r in results] == images
     names = json.loads((data_dir / "runs" / "tiny-official" / "labels.json").read_text())

@@ -85,3 +85,16 @@ def test_json_round_trip(tmp_path):
 def test_from_dict_rejects_unknown_keys():
     with pytest.raises(ConfigError, match="colour"):
         Config.from_dict({"colour": "red"})
+
+
+def test_a_misspelt_flowers_variable_is_reported_not_silently_ignored():
+    from flowerlib.config import ConfigWarning
+
+    with pytest.warns(ConfigWarning, match="FLOWERS_IMAGE_SIZ"):
+        cfg = Config.from_env({"FLOWERS_IMAGE_SIZ": "100", "FLOWERS_DEBUG": "1"})
+    assert cfg.image_size == 224
+
+
+def test_known_variables_raise_no_warning(recwarn):
+    Config.from_env({"FLOWERS_PROFILE": "smoke", "FLOWERS_DEBUG": "1", "FLOWERS_SEED": "3"})
+    assert not [w for w in recwarn if "unknown environment" in str(w.message)]
