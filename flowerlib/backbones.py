@@ -358,8 +358,9 @@ def spec_of(backbone: keras.Model) -> BackboneSpec:
 
 
 def describe(spec: BackboneSpec) -> str:
-    """A one-line description, e.g. `"mobilenet_v2: 16 stages, preprocess 'tf', 224 px"`."""
+    """A one-line description, e.g. `"mobilenet_v2: 16 stages, preprocess 'tf', pretrained at 224 px"`."""
     return (
         f"{spec.name}: {len(spec.stages)} stages, preprocess {spec.preprocess!r}, "
-        f"{spec.default_size} px (min {spec.min_size}), last conv {spec.last_conv_layer!r}"
+        f"pretrained at {spec.default_size} px (accepts >= {spec.min_size}), "
+        f"last conv {spec.last_conv_layer!r}"
     )
