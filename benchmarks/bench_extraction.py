@@ -14,8 +14,8 @@ In one run:
 (e) ResNet50 fine-tuning throughput (a training step with the last stage
     unfrozen and with every stage unfrozen, BatchNorm frozen in both).
 
-The measurements are interleaved in rounds (a b c, a b c, ...) so that a
-change in the machine's load hits every method alike. Ratios: pipeline over
+The measurements are interleaved in rounds (a b c, b c a, c a b, ...) so that
+a change in the machine's load hits every method alike. Ratios: pipeline over
 in-memory (goal >= 0.9) and achieved GFLOP/s over the matmul ceiling (goal >= 0.8).
 
     .venv/bin/python benchmarks/bench_extraction.py            # about 4-5 minutes on 2 cores
@@ -121,7 +121,11 @@ def decode_timed(rows, data_dir: Path, image_size: int, batch_size: int) -> dict
     timed = Timed(ds)
     for _ in timed:
         pass
-    return timed.result(time.perf_counter())
+    out = timed.result(time.perf_counter())
+    # Nothing to compile here, and batches prefetched in the background would flatter a
+    # rate that leaves the first one out: count every image over the whole time.
+    out["steady_images"], out["steady_s"] = out["images"], out["total_s"]
+    return out
 
 
 def fit_rate(model, x: np.ndarray, y: np.ndarray, batch_size: int) -> float:
@@ -143,6 +147,28 @@ def fine_tune_model(cfg, stages: int, x: np.ndarray, y: np.ndarray):
     return model
 
 
+METHODS = ("predict", "memory", "memory_nojit", "pipeline", "decode")
+
+
+def measure(name: str, extractor, array: np.ndarray, batches: list, rows, cfg) -> dict[str, float]:
+    """One method over one round's images: `array`/`batches` in memory, `rows` as JPEGs."""
+    from flowerlib.pipeline import make_dataset
+
+    b = cfg.batch_size
+    if name == "predict":
+        return predict_timed(extractor, array, b)
+    if name == "memory":
+        return extract_timed(extractor, batches, b)
+    if name == "memory_nojit":
+        return extract_timed(extractor, batches, b, jit=False)
+    if name == "pipeline":
+        ds = make_dataset(rows, cfg.data_dir, image_size=cfg.image_size, batch_size=b, training=False)
+        return extract_timed(extractor, ds, b)
+    if name == "decode":
+        return decode_timed(rows, cfg.data_dir, cfg.image_size, b)
+    raise ValueError(f"Unknown method {name!r}; expected one of {METHODS}")
+
+
 def median(values) -> float:
     values = [v for v in values if v == v]
     return statistics.median(values) if values else float("nan")
@@ -151,7 +177,7 @@ def median(values) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="few images: a sanity run of a minute or two")
-    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 4; quick 1)")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 6; quick 1)")
     parser.add_argument(
         "--images", type=int, help="images per method and round (default 128; quick 64), whole batches"
     )
@@ -163,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=common.DEFAULT_DATA_DIR)
     parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
     args = parser.parse_args(argv)
-    rounds = args.rounds or (1 if args.quick else 4)
+    rounds = args.rounds or (1 if args.quick else 6)
     b = args.batch_size
     per_round = max(2 * b, (args.images or (64 if args.quick else 128)) // b * b)  # no padded batch
     n_train = args.train_images or (32 if args.quick else 64)
@@ -214,19 +240,9 @@ def main(argv: list[str] | None = None) -> int:
         out: dict[str, float] = {"round": r + 1}
         out["matmul"] = median(matmul_rate(2048, mm_seconds, jit=False))
         out["matmul XLA"] = median(matmul_rate(2048, mm_seconds, jit=True))
-        res = {
-            "predict": predict_timed(extractor, arrays[r], b),
-            "memory": extract_timed(extractor, memory[r], b),
-            "memory_nojit": extract_timed(extractor, memory[r], b, jit=False),
-            "pipeline": extract_timed(
-                extractor,
-                make_dataset(
-                    chunks[r], cfg.data_dir, image_size=cfg.image_size, batch_size=b, training=False
-                ),
-                b,
-            ),
-            "decode": decode_timed(chunks[r], cfg.data_dir, cfg.image_size, b),
-        }
+        names = list(METHODS)
+        order = names[r % len(names) :] + names[: r % len(names)]  # rotate: no method always goes first
+        res = {name: measure(name, extractor, arrays[r], memory[r], chunks[r], cfg) for name in order}
         firsts += [res["memory"]["first_batch_s"], res["pipeline"]["first_batch_s"]]
         for k, v in res.items():
             out[k] = v["steady_images"] / v["steady_s"]

@@ -42,7 +42,7 @@ WEIGHTS = {
 }
 BASELINE = {"mobilenet_v2": 0.838, "mobilenet": 0.807}
 # Fields that say where things are, not what is trained.
-_PLUMBING = ("data_dir", "source", "mirror", "run_name", "weights", "backbone", "image_size", "profile")
+_PLUMBING = ("data_dir", "source", "mirror", "run_name", "weights", "backbone", "profile")
 
 
 def parse_settings(pairs: list[str]) -> dict[str, str]:
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = Config.from_env(
         parse_settings(args.set),
         profile="full",
-        **{k: getattr(base, k) for k in ("data_dir", "source", "backbone", "weights", "image_size")},
+        **{k: getattr(base, k) for k in ("data_dir", "source", "backbone", "weights")},
         **overrides,
     )
     label = args.label or ("holdout-" if args.holdout else "") + (
