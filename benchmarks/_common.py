@@ -158,7 +158,14 @@ def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None
     return "\n".join(lines)
 
 
-def write_section(name: str, title: str, body: str, info: dict[str, str], loads: Iterable[str]) -> Path:
+def write_section(
+    name: str,
+    title: str,
+    body: str,
+    info: dict[str, str],
+    loads: Iterable[str],
+    command: str | None = None,
+) -> Path:
     """Replace (or append) the section `name` of RESULTS.md, atomically.
 
     Args:
@@ -167,6 +174,7 @@ def write_section(name: str, title: str, body: str, info: dict[str, str], loads:
         body: Markdown: tables and notes.
         info: `machine()`.
         loads: load averages noted while the script ran.
+        command: the command to show; default this process's (`command_line()`).
     """
     from flowerlib.artifacts import write_text
 
@@ -176,7 +184,7 @@ def write_section(name: str, title: str, body: str, info: dict[str, str], loads:
             begin,
             f"## {title}",
             "",
-            f"- Command: `{command_line()}`",
+            f"- Command: `{command or command_line()}`",
             f"- Machine: {machine_line(info)}",
             f"- Load average (1, 5, 15 min) during the run: {' → '.join(loads)}",
             "",
