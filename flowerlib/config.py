@@ -102,7 +102,8 @@ class Config:
         cache_views: augmented views per training image in the feature cache
             (0 = only the un-augmented image).
         patience: early-stopping patience in epochs (validation loss).
-        jit_compile: XLA-compile feature extraction: `"auto"`, `"on"`, `"off"`.
+        jit_compile: XLA-compile extraction and training: `"auto"` (no: measured
+            slower on a CPU), `"on"`, `"off"`.
         mixed_precision: `"auto"` (on with a GPU, off on a CPU), `"on"`, `"off"`.
         strategy: `"auto"` (MirroredStrategy with several GPUs), `"default"`, `"mirrored"`.
         tensorboard: also write TensorBoard logs.

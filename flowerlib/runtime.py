@@ -9,9 +9,11 @@ choices into decisions for the machine at hand:
   (bfloat16 on a CPU made training slower, not faster);
 - distribution: `"auto"` is `tf.distribute.MirroredStrategy` with more than one
   GPU and the default strategy otherwise;
-- XLA: `"auto"` compiles feature extraction on a CPU (ResNet50 at 224 px:
-  17.8 images/s against 12.4 uncompiled on a 2-core CPU) and never compiles
-  training, where it did not help.
+- XLA: `"auto"` compiles nothing. Measured on the 2-core development CPU
+  (TensorFlow 2.21 with oneDNN on, `benchmarks/RESULTS.md`): XLA-compiled
+  ResNet50 extraction ran at 28 images/s against 34 uncompiled, and each
+  compilation costs seconds (the feature cache pays one per pass); XLA did
+  not speed up training either. `"on"` forces it, for machines where it helps.
 """
 
 from __future__ import annotations
@@ -111,8 +113,10 @@ def precision_policy(cfg: Config) -> Iterator[str]:
 def use_jit(cfg: Config, purpose: Literal["extract", "train"]) -> bool:
     """Whether to XLA-compile `purpose` under `cfg.jit_compile`.
 
-    `"auto"` compiles feature extraction on a CPU only (measured faster there)
-    and never compiles training (measured no faster, and slower to start).
+    `"auto"` compiles nothing: on the development CPU, XLA was slower for
+    extraction (28 against 34 ResNet50 images/s, plus seconds of compilation per
+    pass) and no faster for training (see `benchmarks/RESULTS.md`). `"on"` and
+    `"off"` force the choice.
 
     Args:
         cfg: the configuration.
@@ -127,7 +131,7 @@ def use_jit(cfg: Config, purpose: Literal["extract", "train"]) -> bool:
         return True
     if cfg.jit_compile == "off":
         return False
-    return purpose == "extract" and gpu_count() == 0
+    return False
 
 
 def select_strategy(cfg: Config) -> tf.distribute.Strategy:

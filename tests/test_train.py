@@ -200,7 +200,8 @@ def test_runtime_choices_follow_the_config(tmp_path):
     from flowerlib import runtime
 
     cfg = Config.for_profile("smoke", data_dir=tmp_path)
-    assert runtime.use_jit(cfg, "extract") is (runtime.gpu_count() == 0)
+    assert runtime.use_jit(cfg, "extract") is False  # measured slower on the CPU
+    assert runtime.use_jit(cfg.replace(jit_compile="on"), "extract") is True
     assert runtime.use_jit(cfg, "train") is False
     assert runtime.use_jit(cfg.replace(jit_compile="on"), "train") is True
     assert runtime.use_mixed_precision(cfg) is (runtime.gpu_count() > 0)
