@@ -7,8 +7,8 @@ In one run:
 (b) frozen ResNet50 feature extraction (224 px, `weights=None`: the same FLOP
     as the ImageNet weights) on in-memory tensors, with plain `model.predict`
     and with the library's own `flowerlib.cache.extract_features` (the feature
-    cache's forward pass), XLA-compiled (what `jit_compile="auto"` picks on a
-    CPU) and not;
+    cache's forward pass), XLA-compiled and not (`jit_compile="on"`/`"off"`;
+    `flowerlib.runtime.use_jit` says which one `"auto"` picks);
 (c) the same extraction through the real input pipeline
     (`flowerlib.pipeline.make_dataset`, training=False) on real JPEGs;
 (d) the input pipeline alone (decode + resize + crop), no model;
@@ -302,27 +302,30 @@ def main(argv: list[str] | None = None) -> int:
             "notes": note,
         }
 
+    from flowerlib.runtime import use_jit
+
+    default_jit = use_jit(cfg, "extract")  # what jit_compile="auto" picks on this machine
     ex_rows = [
         row("`model.predict`, in-memory tensors", "predict", "plain Keras"),
         row(
             "`cache.extract_features` without XLA, in-memory tensors",
             "memory_nojit",
-            "`jit_compile='off'`",
+            "`jit_compile='off'`" + (" (= 'auto' here)" if not default_jit else ""),
         ),
         row(
             "`cache.extract_features` without XLA, through `pipeline.make_dataset` on JPEGs",
             "pipeline_nojit",
-            "real input pipeline, training=False",
+            "real input pipeline" + (": the default feature-cache path" if not default_jit else ""),
         ),
         row(
             "`cache.extract_features` (XLA), in-memory tensors",
             "memory",
-            "`jit_compile='auto'` on a CPU (the default)",
+            "`jit_compile='on'`" + (" (= 'auto' here)" if default_jit else ""),
         ),
         row(
             "`cache.extract_features` (XLA) through `pipeline.make_dataset` on JPEGs",
             "pipeline",
-            "the default feature-cache path",
+            "real input pipeline" + (": the default feature-cache path" if default_jit else ""),
         ),
         {
             "method": "`pipeline.make_dataset` alone (decode, resize, crop)",
