@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         path = common.write_section(
             f"{SECTION}-{args.backbone}-{label}",
-            f"Real accuracy: {args.backbone}, {label.replace('_', ' ')}",
+            f"Real accuracy: {args.backbone}, {settings}",
             body,
             info,
             loads,
