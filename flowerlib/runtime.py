@@ -11,7 +11,7 @@ choices into decisions for the machine at hand:
   GPU and the default strategy otherwise;
 - XLA: `"auto"` compiles nothing. Measured on the 2-core development CPU
   (TensorFlow 2.21 with oneDNN on, `benchmarks/RESULTS.md`): XLA-compiled
-  ResNet50 extraction ran at 28 images/s against 34 uncompiled, and each
+  ResNet50 extraction ran at 44.7 images/s against 49.4 uncompiled, and each
   compilation costs seconds (the feature cache pays one per pass); XLA did
   not speed up training either. `"on"` forces it, for machines where it helps.
 """
@@ -114,7 +114,7 @@ def use_jit(cfg: Config, purpose: Literal["extract", "train"]) -> bool:
     """Whether to XLA-compile `purpose` under `cfg.jit_compile`.
 
     `"auto"` compiles nothing: on the development CPU, XLA was slower for
-    extraction (28 against 34 ResNet50 images/s, plus seconds of compilation per
+    extraction (44.7 against 49.4 ResNet50 images/s, plus seconds of compilation per
     pass) and no faster for training (see `benchmarks/RESULTS.md`). `"on"` and
     `"off"` force the choice.
 
