@@ -380,6 +380,37 @@ def _fit_phase(
             callbacks=all_callbacks,
             verbose=verbose,
         )
+    if phase == "fine_tune":
+        keep_head_unless_fine_tuning_helped(model, state)
+
+
+def keep_head_unless_fine_tuning_helped(model: keras.Model, state: RunState) -> bool:
+    """After fine-tuning, fall back to the head phase's weights if no epoch beat them.
+
+    Early stopping restores the best *fine-tuning* epoch, which can still be
+    worse on validation loss than where fine-tuning started. Both phases are
+    scored on the same validation images without augmentation, so their
+    validation losses compare directly.
+
+    Returns:
+        True when the head phase's weights were restored.
+    """
+    head = state.data["phases"].get("head", {})
+    head_rows, fine_rows = state.rows("head"), state.rows("fine_tune")
+    if not (head.get("done_file") and head_rows and fine_rows):
+        return False
+    best_head = min(float(r["val_loss"]) for r in head_rows)
+    best_fine = min(float(r["val_loss"]) for r in fine_rows)
+    if best_fine < best_head:
+        return False
+    warnings.warn(
+        f"Fine-tuning did not improve the validation loss (best {best_fine:.4f} against "
+        f"{best_head:.4f} after the head phase): the model keeps the head phase's weights. "
+        "Try more epochs, another learning rate or more stages (fine_tune_*).",
+        stacklevel=3,
+    )
+    model.set_weights(_load_arrays(state.file(head["done_file"])))
+    return True
 
 
 class TrainingRun:

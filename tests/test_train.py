@@ -212,3 +212,19 @@ def test_runtime_choices_follow_the_config(tmp_path):
     assert runtime.select_strategy(cfg).num_replicas_in_sync == 1
     with pytest.raises(ValueError, match="seed=-1"):
         runtime.seed_everything(-1)
+
+
+def test_fine_tuning_that_does_not_help_keeps_the_head_phase_weights(data_dir):
+    head_only = train(make_cfg(data_dir, "head-only", fine_tune_epochs=0), verbose=0)
+    with pytest.warns(UserWarning, match="Fine-tuning did not improve the validation loss"):
+        harmful = train(make_cfg(data_dir, "harmful", fine_tune_learning_rate=0.9), verbose=0)
+    history = harmful.history
+    assert (
+        history[history.phase == "fine_tune"]["val_loss"].min()
+        >= history[history.phase == "head"]["val_loss"].min()
+    )
+    for kept, expected in zip(harmful.model.get_weights(), head_only.model.get_weights(), strict=True):
+        np.testing.assert_allclose(kept, expected, rtol=1e-5, atol=1e-6)
+    saved = load_model(harmful.run.model)
+    x = np.random.default_rng(1).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(saved.predict(x, verbose=0), head_only.model.predict(x, verbose=0), atol=1e-5)
