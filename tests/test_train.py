@@ -228,3 +228,38 @@ def test_fine_tuning_that_does_not_help_keeps_the_head_phase_weights(data_dir):
     saved = load_model(harmful.run.model)
     x = np.random.default_rng(1).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
     np.testing.assert_allclose(saved.predict(x, verbose=0), head_only.model.predict(x, verbose=0), atol=1e-5)
+
+
+def test_same_seed_gives_the_same_head_in_separate_processes(tmp_path):
+    # Two fresh processes, two fresh data directories (no shared feature cache): the
+    # synthetic data, split, cached augmented views and trained head must all agree.
+    script = textwrap.dedent(
+        """
+        import hashlib, sys
+        from flowerlib import synthetic
+        from flowerlib.config import Config
+        from flowerlib.train import train
+        root = sys.argv[1]
+        synthetic.make_dataset(root, num_classes=4, images_per_class=8, image_size=32, seed=0)
+        cfg = Config.for_profile(
+            "smoke", data_dir=root, num_classes=4, image_size=32, batch_size=4,
+            head_epochs=3, fine_tune_epochs=0, cache_views=1,
+        )
+        weights = train(cfg, verbose=0).model.get_layer("predictions").get_weights()
+        print(hashlib.sha256(b"".join(w.tobytes() for w in weights)).hexdigest())
+        """
+    )
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    digests = []
+    for name in ("first", "second"):
+        out = subprocess.run(
+            [sys.executable, "-c", script, str(tmp_path / name)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+            check=False,
+        )
+        assert out.returncode == 0, out.stderr[-3000:]
+        digests.append(out.stdout.strip().splitlines()[-1])
+    assert digests[0] == digests[1]
