@@ -117,8 +117,8 @@ def weights_fingerprint(model: keras.Model) -> str:
 
 
 def table_fingerprint(rows: pd.DataFrame) -> str:
-    """SHA-256 of the rows' `image_id`, `file` and `label`, in order."""
-    cols = [c for c in ("image_id", "file", "label") if c in rows.columns]
+    """SHA-256 of the rows' `image_id`, `file`, `label` and `split` (those present), in order."""
+    cols = [c for c in ("image_id", "file", "label", "split") if c in rows.columns]
     text = rows[cols].to_csv(index=False, lineterminator="\n")
     return hashlib.sha256(text.encode()).hexdigest()
 

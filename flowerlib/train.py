@@ -103,13 +103,12 @@ def run_fingerprint(cfg: Config, table: pd.DataFrame) -> str:
     from flowerlib.cache import table_fingerprint
 
     settings = {k: v for k, v in cfg.to_dict().items() if k not in _NOT_IN_FINGERPRINT}
-    cols = [c for c in ("image_id", "file", "label", "split") if c in table.columns]
     payload = json.dumps(
         {
             "version": STATE_VERSION,
             "config": settings,
             "extra": cfg.extra,
-            "table": table_fingerprint(table[cols]),
+            "table": table_fingerprint(table),
         },
         sort_keys=True,
         default=str,

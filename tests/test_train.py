@@ -263,3 +263,15 @@ def test_same_seed_gives_the_same_head_in_separate_processes(tmp_path):
         assert out.returncode == 0, out.stderr[-3000:]
         digests.append(out.stdout.strip().splitlines()[-1])
     assert digests[0] == digests[1]
+
+
+def test_run_fingerprint_changes_when_only_the_split_assignment_changes(data_dir):
+    from flowerlib import splits
+    from flowerlib.train import run_fingerprint
+
+    cfg = make_cfg(data_dir, "fingerprint")
+    table = splits.prepare_split(cfg)
+    moved = table.copy()
+    first_val = moved.index[moved["split"] == "val"][0]
+    moved.loc[first_val, "split"] = "train"  # same rows, same order: only the assignment differs
+    assert run_fingerprint(cfg, moved) != run_fingerprint(cfg, table)
