@@ -30,6 +30,7 @@ import logging
 import math
 import os
 import time
+import weakref
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -183,6 +184,27 @@ def cache_path(cfg: Config, key: str) -> Path:
 # --- extraction ---------------------------------------------------------------
 
 
+# One traced forward function per extractor and XLA setting, reused by every
+# call (the train part, each augmented view, the val part): tracing a backbone
+# costs seconds, and a fresh `tf.function` per call would trace again.
+_FORWARD: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _forward_function(extractor: keras.Model, jit_compile: bool):
+    import tensorflow as tf
+
+    per_model = _FORWARD.setdefault(extractor, {})
+    if jit_compile not in per_model:
+        model = weakref.ref(extractor)  # a strong reference would keep the key alive forever
+
+        @tf.function(jit_compile=jit_compile, reduce_retracing=True)
+        def forward(images):
+            return model()(images, training=False)
+
+        per_model[jit_compile] = forward
+    return per_model[jit_compile]
+
+
 def extract_features(
     extractor: keras.Model,
     dataset: tf.data.Dataset,
@@ -209,10 +231,7 @@ def extract_features(
     """
     import tensorflow as tf
 
-    @tf.function(jit_compile=jit_compile, reduce_retracing=True)
-    def forward(images):
-        return extractor(images, training=False)
-
+    forward = _forward_function(extractor, jit_compile)
     features, labels = [], []
     bar = None
     if progress is not None:

@@ -156,3 +156,24 @@ def test_xla_extraction_pads_the_last_batch_and_agrees(cfg, model, table):
 def test_empty_subset_is_a_clear_error(cfg, model, table):
     with pytest.raises(ValueError, match="no 'val' rows"):
         cache.cached_features(cfg, model, table[table.split != "val"], "val")
+
+
+def test_one_trace_serves_every_extraction_call_and_dies_with_its_model(cfg, model, table):
+    import gc
+    import weakref
+
+    from flowerlib.pipeline import make_dataset
+
+    ds = make_dataset(table[table.split == "test"], cfg.data_dir, image_size=32, batch_size=4, training=False)
+    extractor = feature_extractor(model)
+    first, _ = cache.extract_features(extractor, ds)
+    forward = cache._forward_function(extractor, False)
+    traces = forward.experimental_get_tracing_count()
+    again, _ = cache.extract_features(extractor, ds)  # e.g. the next augmented view
+    assert cache._forward_function(extractor, False) is forward
+    assert forward.experimental_get_tracing_count() == traces
+    np.testing.assert_array_equal(first, again)
+    alive = weakref.ref(extractor)
+    del extractor, forward
+    gc.collect()
+    assert alive() is None  # the cached function does not keep the model alive
