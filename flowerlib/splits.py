@@ -619,7 +619,7 @@ def prepare_split(cfg: Config) -> pd.DataFrame:
 
     A dataset that step 1 recorded as partial (`is_partial`: a local folder
     holding only some images) is split over the images present, with a
-    `PartialDatasetWarning`; the official and trainval splits then fail with a
+    `PartialDatasetWarning` when the split is built (not each time it is read back); the official and trainval splits then fail with a
     clear message if a part (typically the official test set) has no images.
 
     Args:
@@ -637,18 +637,18 @@ def prepare_split(cfg: Config) -> pd.DataFrame:
     image_ids = None
     if is_partial(layout):
         image_ids = available_image_ids(layout)
-        total = load_labels(layout).size
-        warnings.warn(
-            f"{layout.root} holds {image_ids.size:,} of the {total:,} labelled images (a partial "
-            f"dataset): the {cfg.split!r} split uses only the images present.",
-            PartialDatasetWarning,
-            stacklevel=2,
-        )
         params["images"] = hashlib.sha256(image_ids.astype("<i8").tobytes()).hexdigest()
     if _stored_is_current(layout, cfg.split, params):
         table = load_split(layout, cfg.split)
         validate_split(table, layout, image_ids=image_ids)
         return table
+    if image_ids is not None:  # said once, when the split is built; later steps just read it
+        warnings.warn(
+            f"{layout.root} holds {image_ids.size:,} of the {load_labels(layout).size:,} labelled "
+            f"images (a partial dataset): the {cfg.split!r} split uses only the images present.",
+            PartialDatasetWarning,
+            stacklevel=2,
+        )
     table = make_split(cfg, layout, image_ids=image_ids)
     validate_split(table, layout, image_ids=image_ids)
     save_split(table, layout, cfg.split, params)
