@@ -52,10 +52,14 @@ class BackboneSpec:
         min_size: smallest input side the network accepts.
         stages: layer-name prefixes of each stage, the LAST stage first. A layer
             belongs to a stage when its name equals a prefix or starts with
-            `prefix + "_"`.
+            `prefix + "_"`. A stage is a run of blocks at one spatial resolution
+            (ResNet50's `conv5` is the 7x7 one at 224 px), so "fine-tune the last
+            stage" means the same part of every backbone.
         last_conv_layer: name of the last convolutional feature map (Grad-CAM).
         feature_dim: channels of that feature map (for `alpha=1`).
         has_alpha: whether the constructor takes a width multiplier `alpha`.
+        stage_labels: short names of the stages (last first); default: each
+            stage's first prefix.
     """
 
     name: str
@@ -67,6 +71,7 @@ class BackboneSpec:
     last_conv_layer: str
     feature_dim: int
     has_alpha: bool = False
+    stage_labels: tuple[str, ...] | None = None
 
     def stage_of(self, layer_name: str) -> int | None:
         """Index of the stage holding `layer_name` (0 = last stage), or None (e.g. the input)."""
@@ -78,6 +83,8 @@ class BackboneSpec:
 
     def stage_name(self, index: int) -> str:
         """Short name of stage `index` (0 = last), e.g. `"conv5"`."""
+        if self.stage_labels is not None:
+            return self.stage_labels[index]
         return self.stages[index][0]
 
     def check_size(self, image_size: int) -> None:
@@ -290,11 +297,16 @@ BACKBONES: dict[str, BackboneSpec] = {
         preprocess="tf",
         default_size=224,
         min_size=32,
+        # Grouped by output resolution, like ResNet50's conv2..conv5 (at 224 px:
+        # 7x7, 14x14, 28x28, 56x56, then the 112x112 stem).
         stages=(
-            ("block_16", "Conv_1", "out_relu"),
-            *((f"block_{i}",) for i in range(15, 0, -1)),
+            ("block_13", "block_14", "block_15", "block_16", "Conv_1", "out_relu"),
+            tuple(f"block_{i}" for i in range(6, 13)),
+            ("block_3", "block_4", "block_5"),
+            ("block_1", "block_2"),
             ("Conv1", "bn_Conv1", "Conv1_relu", "expanded_conv"),
         ),
+        stage_labels=("block_13-16", "block_6-12", "block_3-5", "block_1-2", "stem"),
         last_conv_layer="out_relu",
         feature_dim=1280,
         has_alpha=True,
@@ -305,10 +317,14 @@ BACKBONES: dict[str, BackboneSpec] = {
         preprocess="tf",
         default_size=224,
         min_size=32,
-        stages=(
-            *((f"conv_dw_{i}", f"conv_pw_{i}", f"conv_pad_{i}") for i in range(13, 0, -1)),
-            ("conv1",),
+        stages=(  # by output resolution, as for MobileNetV2
+            *(
+                tuple(f"{kind}_{i}" for i in blocks for kind in ("conv_dw", "conv_pw", "conv_pad"))
+                for blocks in ((12, 13), range(6, 12), (4, 5), (2, 3))
+            ),
+            ("conv1", "conv_dw_1", "conv_pw_1"),
         ),
+        stage_labels=("conv_12-13", "conv_6-11", "conv_4-5", "conv_2-3", "stem"),
         last_conv_layer="conv_pw_13_relu",
         feature_dim=1024,
         has_alpha=True,
@@ -358,7 +374,7 @@ def spec_of(backbone: keras.Model) -> BackboneSpec:
 
 
 def describe(spec: BackboneSpec) -> str:
-    """A one-line description, e.g. `"mobilenet_v2: 16 stages, preprocess 'tf', pretrained at 224 px"`."""
+    """A one-line description, e.g. `"mobilenet_v2: 5 stages, preprocess 'tf', pretrained at 224 px"`."""
     return (
         f"{spec.name}: {len(spec.stages)} stages, preprocess {spec.preprocess!r}, "
         f"pretrained at {spec.default_size} px (accepts >= {spec.min_size}), "

@@ -97,6 +97,9 @@ class Config:
         fine_tune_epochs: epochs of the fine-tuning phase (0 skips it).
         fine_tune_learning_rate: learning rate of fine-tuning (low!).
         fine_tune_stages: how many of the backbone's last stages to unfreeze.
+        label_smoothing: share of each target spread evenly over all classes
+            (both phases). Keeps the head from saturating on the few training
+            images, so fine-tuning still gets a gradient; 0 disables it.
         augment: random flip/rotation/zoom on training images.
         cache_features: train the head on cached backbone features (fast path).
         cache_views: augmented views per training image in the feature cache
@@ -129,8 +132,9 @@ class Config:
     head_epochs: int = 20
     head_learning_rate: float = 1e-3
     fine_tune_epochs: int = 10
-    fine_tune_learning_rate: float = 1e-5
+    fine_tune_learning_rate: float = 1e-4
     fine_tune_stages: int = 1
+    label_smoothing: float = 0.1
     augment: bool = True
     cache_features: bool = True
     cache_views: int = 2
@@ -180,6 +184,8 @@ class Config:
             raise bad("cache_views", ">= 0")
         if not 0.0 <= self.dropout < 1.0:
             raise bad("dropout", "in [0, 1)")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise bad("label_smoothing", "in [0, 1)")
         for name in ("head_learning_rate", "fine_tune_learning_rate"):
             if not 0.0 < getattr(self, name) < 1.0:
                 raise bad(name, "in (0, 1)")

@@ -88,6 +88,39 @@ class Preprocess(keras.layers.Layer):
         return {**super().get_config(), "mode": self.mode}
 
 
+@keras.saving.register_keras_serializable(package="flowerlib")
+class SparseSmoothedCrossentropy(keras.losses.Loss):
+    """Cross-entropy on integer labels with label smoothing.
+
+    The target of an image of class `k` becomes `1 - s + s/C` for `k` and `s/C`
+    for every other class. Keras's `SparseCategoricalCrossentropy` has no
+    smoothing, and the pipelines yield integer labels, so this loss one-hot
+    encodes them itself. With `s = 0` it equals the sparse cross-entropy.
+
+    Args:
+        label_smoothing: `s`, in [0, 1).
+    """
+
+    def __init__(self, label_smoothing: float = 0.0, name: str = "smoothed_crossentropy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.label_smoothing = float(label_smoothing)
+
+    def call(self, y_true, y_pred):
+        labels = ops.cast(ops.reshape(y_true, (-1,)), "int32")
+        targets = ops.one_hot(labels, ops.shape(y_pred)[-1], dtype=y_pred.dtype)
+        return keras.losses.categorical_crossentropy(targets, y_pred, label_smoothing=self.label_smoothing)
+
+    def get_config(self):
+        return {**super().get_config(), "label_smoothing": self.label_smoothing}
+
+
+def loss_for(cfg: Config):
+    """The training loss for `cfg`: sparse cross-entropy, smoothed when `cfg.label_smoothing > 0`."""
+    if cfg.label_smoothing > 0:
+        return SparseSmoothedCrossentropy(cfg.label_smoothing)
+    return "sparse_categorical_crossentropy"
+
+
 # --- building ---------------------------------------------------------------
 
 
@@ -229,7 +262,7 @@ def set_trainable(model: keras.Model, phase: str, stages: int = 1) -> keras.Mode
 def compile_for_phase(
     model: keras.Model, phase: str, cfg: Config, *, steps_per_epoch: int | None = None
 ) -> keras.Model:
-    """Compile for a phase: Adam, sparse cross-entropy, accuracy.
+    """Compile for a phase: Adam, sparse cross-entropy (`loss_for`), accuracy.
 
     `"head"` uses `cfg.head_learning_rate`. `"fine_tune"` uses the much lower
     `cfg.fine_tune_learning_rate`, decayed along a cosine over
@@ -262,7 +295,7 @@ def compile_for_phase(
         lr = cfg.fine_tune_learning_rate
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=lr),
-        loss="sparse_categorical_crossentropy",
+        loss=loss_for(cfg),
         metrics=["accuracy"],
         jit_compile=use_jit(cfg, "train"),
     )

@@ -658,7 +658,7 @@ def train(
         TrainError: the split has no train or no validation images.
         flowerlib.backbones.ModelConfigError: the model cannot be built as configured.
     """
-    from flowerlib.model import attach_head, compile_for_phase, head_model, set_trainable
+    from flowerlib.model import attach_head, compile_for_phase, head_model, loss_for, set_trainable
     from flowerlib.runtime import seed_everything
 
     run = TrainingRun(cfg, table, callbacks=callbacks, restart=restart, verbose=verbose)
@@ -675,7 +675,7 @@ def train(
                 head = head_model(train_f.features.shape[1], run.num_classes, cfg.dropout)
                 head.compile(
                     optimizer=keras.optimizers.Adam(cfg.head_learning_rate),
-                    loss="sparse_categorical_crossentropy",
+                    loss=loss_for(cfg),
                     metrics=["accuracy"],
                     jit_compile=False,
                 )

@@ -43,11 +43,17 @@ def test_unknown_backbone_lists_the_known_ones():
         ("resnet50", "input_layer", None),
         ("mobilenet_v2", "block_16_project_BN", 0),
         ("mobilenet_v2", "Conv_1_bn", 0),
-        ("mobilenet_v2", "block_15_expand", 1),
-        ("mobilenet_v2", "block_1_expand", 15),
+        ("mobilenet_v2", "block_13_expand", 0),
+        ("mobilenet_v2", "block_12_expand", 1),
+        ("mobilenet_v2", "block_6_depthwise", 1),
+        ("mobilenet_v2", "block_1_expand", 3),
+        ("mobilenet_v2", "block_16_expand", 0),  # not block_1's
+        ("mobilenet_v2", "expanded_conv_project", 4),
         ("mobilenet", "conv_pw_13_relu", 0),
-        ("mobilenet", "conv_dw_1", 12),
-        ("mobilenet", "conv1_bn", 13),
+        ("mobilenet", "conv_pad_12", 0),
+        ("mobilenet", "conv_dw_11_bn", 1),
+        ("mobilenet", "conv_dw_1", 4),
+        ("mobilenet", "conv1_bn", 4),
     ],
 )
 def test_stage_of_matches_whole_name_parts(backbone, layer, stage):
@@ -129,3 +135,21 @@ def test_failed_imagenet_download_is_a_clear_error_that_says_how_to_work_offline
     assert "Could not download the ImageNet weights of mobilenet" in message
     assert "~/.keras/models/" in message and "FLOWERS_WEIGHTS" in message
     assert not list(tmp_path.rglob("*.h5"))  # nothing half-downloaded left behind
+
+
+@pytest.mark.parametrize("name", ["resnet50", "mobilenet_v2", "mobilenet"])
+def test_every_layer_with_weights_is_in_a_stage_and_stages_are_resolutions(name):
+    spec = get_backbone(name)
+    backbone = spec.build(64, None)
+    for layer in backbone.layers:
+        if layer.weights:
+            assert spec.stage_of(layer.name) is not None, layer.name
+    # the last stage sees the smallest feature maps, the first the largest
+    sides = {}
+    for layer in backbone.layers:
+        stage = spec.stage_of(layer.name)
+        if stage is not None:
+            sides.setdefault(stage, set()).add(int(layer.output.shape[1]))
+    assert len(sides) == len(spec.stages) == 5
+    assert max(sides[0]) < min(sides[2]) and max(sides[1]) < max(sides[3])
+    assert [spec.stage_name(i) for i in range(5)][-1] in ("stem", "conv1")

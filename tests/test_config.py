@@ -61,6 +61,8 @@ def test_weights_path_from_env_is_kept_as_a_string(tmp_path):
         ({"FLOWERS_PROFILE": "huge"}, "profile='huge'"),
         ({"FLOWERS_SPLIT": "kfold"}, "split='kfold'"),
         ({"FLOWERS_IMAGE_SIZE": "16"}, "image_size=16"),
+        ({"FLOWERS_LABEL_SMOOTHING": "1.0"}, "label_smoothing=1.0"),
+        ({"FLOWERS_LABEL_SMOOTHING": "-0.1"}, "label_smoothing=-0.1"),
     ],
 )
 def test_bad_values_raise_a_clear_error_that_echoes_them(env, fragment):

@@ -10,6 +10,7 @@ from flowerlib.backbones import ModelConfigError
 from flowerlib.config import Config
 from flowerlib.model import (
     Preprocess,
+    SparseSmoothedCrossentropy,
     attach_head,
     backbone_of,
     build_classifier,
@@ -17,6 +18,7 @@ from flowerlib.model import (
     feature_extractor,
     head_model,
     load_model,
+    loss_for,
     save_model,
     set_trainable,
     trainable_summary,
@@ -167,3 +169,34 @@ def test_head_trained_on_features_attaches_to_the_classifier(tmp_path):
     np.testing.assert_allclose(head.predict(features, verbose=0), model.predict(x, verbose=0), rtol=1e-5)
     with pytest.raises(ModelConfigError, match="do not fit"):
         attach_head(model, head_model(128, 7, 0.0))
+
+
+def test_smoothed_loss_matches_the_formula_and_plain_sparse_crossentropy_at_zero():
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(5), size=6).astype("float32")
+    labels = np.array([0, 1, 2, 3, 4, 0])
+    plain = keras.losses.SparseCategoricalCrossentropy()(labels, probs)
+    np.testing.assert_allclose(SparseSmoothedCrossentropy(0.0)(labels, probs), plain, rtol=1e-5)
+    s = 0.2
+    targets = np.full((6, 5), s / 5) + (1 - s) * np.eye(5)[labels]
+    expected = np.mean(-np.sum(targets * np.log(probs), axis=1))
+    got = SparseSmoothedCrossentropy(s)(labels.reshape(-1, 1).astype("float32"), probs)  # (N, 1) labels too
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    assert float(got) > float(plain) * 0.5  # smoothing changes the value: the check can fail
+
+
+def test_loss_for_follows_the_config(tmp_path):
+    assert loss_for(make_cfg(tmp_path, label_smoothing=0.0)) == "sparse_categorical_crossentropy"
+    loss = loss_for(make_cfg(tmp_path, label_smoothing=0.1))
+    assert isinstance(loss, SparseSmoothedCrossentropy) and loss.label_smoothing == pytest.approx(0.1)
+
+
+def test_model_compiled_with_the_smoothed_loss_saves_and_loads_in_safe_mode(tmp_path):
+    cfg = make_cfg(tmp_path, backbone="tiny", num_classes=3, label_smoothing=0.1)
+    model = compile_for_phase(build_classifier(cfg), "head", cfg)
+    x, y = images(6), np.array([0, 1, 2, 0, 1, 2])
+    model.fit(x, y, epochs=1, verbose=0)
+    loaded = load_model(save_model(model, tmp_path / "m.keras"), compile=True)
+    assert isinstance(loaded.loss, SparseSmoothedCrossentropy)
+    assert loaded.loss.label_smoothing == pytest.approx(0.1)
+    np.testing.assert_allclose(loaded.evaluate(x, y, verbose=0), model.evaluate(x, y, verbose=0), rtol=1e-5)
