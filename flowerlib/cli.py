@@ -300,6 +300,13 @@ def cmd_train(cfg: Config, args: argparse.Namespace) -> dict[str, Any]:
         summary[f"{phase}_epochs"] = len(rows)
         summary[f"{phase}_best_val_accuracy"] = best
         _say(f"{str(phase).replace('_', '-')}: {len(rows)} epochs, best validation accuracy {_percent(best)}")
+    if "temperature" in result.info:
+        info = result.info
+        summary["temperature"] = info["temperature"]
+        _say(
+            f"calibrated: temperature {info['temperature']:.2f} (validation calibration error "
+            f"{info['val_ece_before']:.3f} -> {info['val_ece_after']:.3f}; accuracy unchanged)"
+        )
     if result.resumed:
         _say("(continued from an earlier, interrupted or finished run of the same configuration)")
     _say(f"model saved: {result.run.model}")

@@ -97,6 +97,9 @@ class Config:
         fine_tune_epochs: epochs of the fine-tuning phase (0 skips it).
         fine_tune_learning_rate: learning rate of fine-tuning (low!).
         fine_tune_stages: how many of the backbone's last stages to unfreeze.
+        calibrate: after training, fit a temperature on the validation images
+            so the model's confidence matches its accuracy (`flowerlib.calibration`);
+            accuracy is unchanged.
         label_smoothing: share of each target spread evenly over all classes
             (both phases). Keeps the head from saturating on the few training
             images, so fine-tuning still gets a gradient; 0 disables it.
@@ -135,6 +138,7 @@ class Config:
     fine_tune_learning_rate: float = 1e-4
     fine_tune_stages: int = 1
     label_smoothing: float = 0.1
+    calibrate: bool = True
     augment: bool = True
     cache_features: bool = True
     cache_views: int = 2

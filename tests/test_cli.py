@@ -237,6 +237,7 @@ def test_run_does_all_four_steps(trained):
     assert summary["download"]["num_images"] == 10 * 8  # FLOWERS_SYNTHETIC_IMAGES_PER_CLASS was read
     assert summary["prepare"]["counts"]["test"] > 0
     assert summary["train"]["head_epochs"] == 2 and summary["train"]["fine_tune_epochs"] == 1
+    assert summary["train"]["temperature"] > 0  # the confidence was calibrated on the validation images
     metrics = summary["evaluate"]
     assert 0.0 <= metrics["top1"] <= metrics["top5"] <= 1.0
     run = data_dir / "runs" / "tiny-official"

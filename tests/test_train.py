@@ -275,3 +275,21 @@ def test_run_fingerprint_changes_when_only_the_split_assignment_changes(data_dir
     first_val = moved.index[moved["split"] == "val"][0]
     moved.loc[first_val, "split"] = "train"  # same rows, same order: only the assignment differs
     assert run_fingerprint(cfg, moved) != run_fingerprint(cfg, table)
+
+
+def test_training_ends_with_a_temperature_fitted_on_validation_built_into_the_saved_model(data_dir):
+    from flowerlib.calibration import scale_probabilities
+
+    plain = train(make_cfg(data_dir, "uncalibrated", calibrate=False), verbose=0)
+    calibrated = train(make_cfg(data_dir, "calibrated"), verbose=0)
+    assert "temperature" not in plain.info
+    info = calibrated.info
+    assert abs(info["temperature"] - 1) > 0.05  # label smoothing left it underconfident
+    assert info["val_log_loss_after"] <= info["val_log_loss_before"]
+    x = np.random.default_rng(2).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
+    expected = scale_probabilities(plain.model.predict(x, verbose=0), info["temperature"])
+    np.testing.assert_allclose(load_model(calibrated.run.model).predict(x, verbose=0), expected, atol=1e-4)
+    np.testing.assert_array_equal(  # the same weights up to the temperature: the same predictions
+        calibrated.model.predict(x, verbose=0).argmax(1), plain.model.predict(x, verbose=0).argmax(1)
+    )
+    assert train(make_cfg(data_dir, "calibrated"), verbose=0).info["temperature"] == info["temperature"]
