@@ -120,7 +120,11 @@ def record_holdout(entry: dict, info: dict[str, str]) -> Path:
             "(510); the official validation images are not touched. Head-only: the head phase's "
             "epoch with the lowest validation loss; fine-tuned: the final model's predictions. "
             "Rows are kept in `benchmarks/holdout_runs.json`, each with its command; the machine "
-            "line below is the latest run's.",
+            "line below is the latest run's. Settings are the differences from the library defaults "
+            "of the day: rows before 2026-11-24 09:30 UTC ran with the earlier defaults "
+            "(fine_tune_learning_rate=1e-5, no label smoothing, and MobileNetV2 split into one stage "
+            "per block, so fine_tune_stages=1 meant block 16 and Conv_1, and 4 meant blocks 13-16, "
+            "today's single last stage).",
             common.markdown_table(rows, HOLDOUT_COLUMNS),
             "Commands:\n\n" + "\n".join(f"- `{r['command']}`" for r in rows),
         ]
