@@ -148,16 +148,23 @@ def fine_tune_model(cfg, stages: int, x: np.ndarray, y: np.ndarray):
     return model
 
 
-METHODS = ("predict", "memory", "memory_nojit", "pipeline", "pipeline_nojit", "decode")
+METHODS = ("predict", "memory", "memory_nojit", "memory_unfolded", "pipeline", "pipeline_nojit", "decode")
 
 
-def measure(name: str, extractor, array: np.ndarray, batches: list, rows, cfg) -> dict[str, float]:
-    """One method over one round's images: `array`/`batches` in memory, `rows` as JPEGs."""
+def measure(name: str, extractors, array: np.ndarray, batches: list, rows, cfg) -> dict[str, float]:
+    """One method over one round's images: `array`/`batches` in memory, `rows` as JPEGs.
+
+    `extractors`: `(folded, plain)`: the library's extractor (BatchNorm folded into
+    the convolutions) and the plain one sharing the classifier's layers.
+    """
     from flowerlib.pipeline import make_dataset
 
+    extractor, plain = extractors
     b = cfg.batch_size
     if name == "predict":
-        return predict_timed(extractor, array, b)
+        return predict_timed(plain, array, b)
+    if name == "memory_unfolded":
+        return extract_timed(plain, batches, b, jit=False)
     if name == "memory":
         return extract_timed(extractor, batches, b)
     if name == "memory_nojit":
@@ -220,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     if len(rows) < per_round * rounds:
         raise common.BenchmarkError(f"Only {len(rows)} images; asked for {per_round * rounds}.")
     model = build_classifier(cfg)
-    extractor = feature_extractor(model)
+    extractor = feature_extractor(model, fold_batchnorm=True)  # what cache.cached_features uses
+    plain = feature_extractor(model)  # the classifier's own layers, BatchNorm as separate ops
     spec = get_backbone(cfg.backbone)
     per_stage = flops.backbone_flops(backbone_of(model))
     gflop = per_stage["total"] / 1e9
@@ -233,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         ds = make_dataset(chunk, cfg.data_dir, image_size=cfg.image_size, batch_size=b, training=False)
         memory.append([(tf.constant(x), tf.constant(y)) for x, y in ds])
     arrays = [np.concatenate([x.numpy() for x, _ in batches]) for batches in memory]
-    extractor.predict(arrays[0][:b], batch_size=b, verbose=0)  # trace predict
+    plain.predict(arrays[0][:b], batch_size=b, verbose=0)  # trace predict
 
     per: list[dict[str, float]] = []
     firsts: list[float] = []
@@ -243,7 +251,9 @@ def main(argv: list[str] | None = None) -> int:
         out["matmul XLA"] = median(matmul_rate(2048, mm_seconds, jit=True))
         names = list(METHODS)
         order = names[r % len(names) :] + names[: r % len(names)]  # rotate: no method always goes first
-        res = {name: measure(name, extractor, arrays[r], memory[r], chunks[r], cfg) for name in order}
+        res = {
+            name: measure(name, (extractor, plain), arrays[r], memory[r], chunks[r], cfg) for name in order
+        }
         firsts += [res["memory"]["first_batch_s"], res["pipeline"]["first_batch_s"]]
         for k, v in res.items():
             out[k] = v["steady_images"] / v["steady_s"]
@@ -253,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         per.append(out)
         print(
             f"round {r + 1}/{rounds}: matmul {out['matmul']:.0f}/{out['matmul XLA']:.0f} GFLOP/s, "
-            f"predict {out['predict']:.1f}, in-memory {out['memory_nojit']:.1f} (XLA {out['memory']:.1f}), "
+            f"predict {out['predict']:.1f}, in-memory {out['memory_nojit']:.1f} (unfolded {out['memory_unfolded']:.1f}, XLA {out['memory']:.1f}), "
             f"pipeline {out['pipeline_nojit']:.1f} (XLA {out['pipeline']:.1f}), decode {out['decode']:.0f} "
             f"images/s; load {loads[-1]}"
         )
@@ -269,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     y_train = np.random.default_rng(0).integers(0, cfg.num_classes, n_train).astype("int32")
     stage_names = [spec.stage_name(i) for i in range(len(spec.stages))]  # last stage first
     variants = (1, len(stage_names))
-    del model, extractor
+    del model, extractor, plain
     models = {k: fine_tune_model(cfg, k, x_train, y_train) for k in variants}
     ft_rounds = 1 if args.quick else 2
     ft: dict[int, list[float]] = {k: [] for k in variants}
@@ -307,6 +317,11 @@ def main(argv: list[str] | None = None) -> int:
     default_jit = use_jit(cfg, "extract")  # what jit_compile="auto" picks on this machine
     ex_rows = [
         row("`model.predict`, in-memory tensors", "predict", "plain Keras"),
+        row(
+            "`cache.extract_features` without XLA, in-memory tensors, BatchNorm *not* folded",
+            "memory_unfolded",
+            "the classifier's own layers (before BatchNorm folding)",
+        ),
         row(
             "`cache.extract_features` without XLA, in-memory tensors",
             "memory_nojit",

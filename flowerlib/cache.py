@@ -334,7 +334,7 @@ def cached_features(
             return hit
 
     t0 = time.perf_counter()
-    extractor = feature_extractor(model)
+    extractor = feature_extractor(model, fold_batchnorm=True)  # frozen: BatchNorm folded into the convs
     jit = use_jit(cfg, "extract")
     parts: dict[str, list[np.ndarray]] = {"features": [], "labels": [], "image_ids": [], "views": []}
     for v in range(views + 1):

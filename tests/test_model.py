@@ -200,3 +200,36 @@ def test_model_compiled_with_the_smoothed_loss_saves_and_loads_in_safe_mode(tmp_
     assert isinstance(loaded.loss, SparseSmoothedCrossentropy)
     assert loaded.loss.label_smoothing == pytest.approx(0.1)
     np.testing.assert_allclose(loaded.evaluate(x, y, verbose=0), model.evaluate(x, y, verbose=0), rtol=1e-5)
+
+
+@pytest.mark.parametrize("backbone", ["resnet50", "mobilenet_v2"])
+def test_folded_batchnorm_extractor_gives_the_same_features_without_batchnorm_layers(tmp_path, backbone):
+    from flowerlib.model import fold_batchnorm_layers
+
+    keras.utils.set_random_seed(0)
+    model = build_classifier(make_cfg(tmp_path, backbone=backbone, num_classes=3))
+    rng = np.random.default_rng(0)
+    for layer in backbone_of(model).layers:  # non-trivial statistics, as after ImageNet training
+        if isinstance(layer, keras.layers.BatchNormalization):
+            shape = layer.gamma.shape
+            layer.set_weights(
+                [
+                    rng.uniform(0.5, 1.5, shape),
+                    rng.normal(0, 0.1, shape),
+                    rng.normal(0, 0.1, shape),
+                    rng.uniform(0.5, 2.0, shape),
+                ]
+            )
+    x = images(3)
+    folded = feature_extractor(model, fold_batchnorm=True)
+    plain = feature_extractor(model).predict(x, verbose=0)
+    np.testing.assert_allclose(
+        folded.predict(x, verbose=0), plain, rtol=1e-4, atol=1e-4 * np.abs(plain).max()
+    )
+    copy = fold_batchnorm_layers(backbone_of(model))
+    assert not [layer for layer in copy.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert not copy.trainable
+    # A copy: changing the classifier afterwards does not reach it.
+    conv = next(layer for layer in backbone_of(model).layers if isinstance(layer, keras.layers.Conv2D))
+    conv.set_weights([w * 0 for w in conv.get_weights()])
+    assert not np.allclose(feature_extractor(model).predict(x, verbose=0), folded.predict(x, verbose=0))
