@@ -11,8 +11,10 @@ A cache file is named by a hash (`cache/features-<key>.npz`) of everything that
 determines its content:
 
 - the backbone (name, width `alpha`, preprocessing, image size, dtype policy),
-- the weights' identity (`"imagenet"`, the SHA-256 of a weights file, or
-  `"random"` with the seed) AND a fingerprint of the actual weight values,
+- the weights, by content only: a SHA-256 over the backbone's weight values, so
+  the same ImageNet weights give the same key whether Keras loaded them from its
+  own cache (`weights="imagenet"`) or from a copy in `FLOWERS_WEIGHTS`, whatever
+  the copy's name or file format,
 - the rows of the split table it covers (ids, files, labels, in order),
 - the augmentation settings, seed and number of views,
 - a format version.
@@ -27,8 +29,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
-import os
 import time
 import weakref
 import zipfile
@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from flowerlib.artifacts import Layout, atomic_path, sha256_file
+from flowerlib.artifacts import Layout, atomic_path
 
 if TYPE_CHECKING:
     import keras
@@ -83,32 +83,13 @@ class FeatureSet:
 
 # --- keys ---------------------------------------------------------------------
 
-_FILE_HASHES: dict[tuple[str, int, int], str] = {}
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 of a file, memoised per path, size and modification time (weights files are large)."""
-    p = Path(path)
-    st = p.stat()
-    memo = (str(p.resolve()), st.st_size, st.st_mtime_ns)
-    if memo not in _FILE_HASHES:
-        _FILE_HASHES[memo] = sha256_file(p)
-    return _FILE_HASHES[memo]
-
-
-def weights_identity(cfg: Config) -> str:
-    """`"imagenet"`, `"random:seed=<seed>"` or `"sha256:<hex>"` of the weights file."""
-    if cfg.weights is None:
-        return f"random:seed={cfg.seed}"
-    if cfg.weights == "imagenet":
-        return "imagenet"
-    from flowerlib.backbones import resolve_weights
-
-    return "sha256:" + file_sha256(resolve_weights(cfg.weights))
-
 
 def weights_fingerprint(model: keras.Model) -> str:
-    """SHA-256 over a model's weight values (which exact network computed the features)."""
+    """SHA-256 over a model's weight values (which exact network computed the features).
+
+    This identifies the weights by content: a weights file and Keras's own copy
+    of the same ImageNet weights give the same fingerprint.
+    """
     h = hashlib.sha256()
     for w in model.weights:
         a = np.ascontiguousarray(w.numpy())
@@ -152,7 +133,6 @@ def key_inputs(
         "preprocess": spec.preprocess,
         "image_size": cfg.image_size,
         "policy": policy,
-        "weights": weights_identity(cfg),
         "weights_fingerprint": backbone_fingerprint,
         "rows": table_fingerprint(rows),
         "n_rows": len(rows),
@@ -335,7 +315,7 @@ def cached_features(
 
     t0 = time.perf_counter()
     extractor = feature_extractor(model, fold_batchnorm=True)  # frozen: BatchNorm folded into the convs
-    jit = use_jit(cfg, "extract")
+    jit = use_jit(cfg)
     parts: dict[str, list[np.ndarray]] = {"features": [], "labels": [], "image_ids": [], "views": []}
     for v in range(views + 1):
         ds = make_dataset(
@@ -365,8 +345,3 @@ def cached_features(
         seconds=time.perf_counter() - t0,
         meta={"key": key, "inputs": inputs},
     )
-
-
-def estimate_size(n_images: int, feature_dim: int, views: int = 0) -> int:
-    """Bytes a cache file of `n_images` x (1 + `views`) float32 features takes (roughly)."""
-    return int(math.ceil(n_images * (1 + views) * feature_dim * 4 * 1.01))

@@ -380,7 +380,7 @@ def compile_for_phase(
         optimizer=keras.optimizers.Adam(learning_rate=lr),
         loss=loss_for(cfg),
         metrics=["accuracy"],
-        jit_compile=use_jit(cfg, "train"),
+        jit_compile=use_jit(cfg),
     )
     return model
 

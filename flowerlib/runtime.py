@@ -9,11 +9,9 @@ choices into decisions for the machine at hand:
   (bfloat16 on a CPU made training slower, not faster);
 - distribution: `"auto"` is `tf.distribute.MirroredStrategy` with more than one
   GPU and the default strategy otherwise;
-- XLA: `"auto"` compiles nothing. Measured on the 2-core development CPU
-  (TensorFlow 2.21 with oneDNN on, `benchmarks/RESULTS.md`): XLA-compiled
-  ResNet50 extraction ran at 44.7 images/s against 49.4 uncompiled, and each
-  compilation costs seconds (the feature cache pays one per pass); XLA did
-  not speed up training either. `"on"` forces it, for machines where it helps.
+- XLA: `"auto"` compiles nothing: on the development CPU, XLA-compiled
+  extraction was slower than uncompiled and training no faster (measured in
+  `benchmarks/RESULTS.md`). `"on"` forces it, for machines where it helps.
 """
 
 from __future__ import annotations
@@ -22,7 +20,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -110,28 +108,17 @@ def precision_policy(cfg: Config) -> Iterator[str]:
         keras.mixed_precision.set_global_policy(previous)
 
 
-def use_jit(cfg: Config, purpose: Literal["extract", "train"]) -> bool:
-    """Whether to XLA-compile `purpose` under `cfg.jit_compile`.
+def use_jit(cfg: Config) -> bool:
+    """Whether to XLA-compile under `cfg.jit_compile` (feature extraction and `model.fit` alike).
 
     `"auto"` compiles nothing: on the development CPU, XLA was slower for
-    extraction (44.7 against 49.4 ResNet50 images/s, plus seconds of compilation per
-    pass) and no faster for training (see `benchmarks/RESULTS.md`). `"on"` and
-    `"off"` force the choice.
+    extraction (plus a compilation per pass) and no faster for training; the
+    numbers are in `benchmarks/RESULTS.md`. `"on"` and `"off"` force the choice.
 
     Args:
         cfg: the configuration.
-        purpose: `"extract"` (frozen forward passes) or `"train"` (`model.fit`).
-
-    Raises:
-        ValueError: unknown `purpose`.
     """
-    if purpose not in ("extract", "train"):
-        raise ValueError(f"purpose must be 'extract' or 'train'. Received purpose={purpose!r}")
-    if cfg.jit_compile == "on":
-        return True
-    if cfg.jit_compile == "off":
-        return False
-    return False
+    return cfg.jit_compile == "on"
 
 
 def select_strategy(cfg: Config) -> tf.distribute.Strategy:

@@ -101,13 +101,34 @@ def test_views_weights_and_rows_change_the_key(cfg, model, table, tmp_path):
     keras.utils.set_random_seed(123)  # another random init of the same architecture
     other = build_classifier(cfg)
     assert key_of(cfg, other, rows, views=1) != base
-    # A weights file is identified by its content.
+    # One weights file, rewritten with other values: another key.
     path = tmp_path / "tiny.weights.h5"
     backbone_of(model).save_weights(path)
-    first = cache.weights_identity(cfg.replace(weights=str(path)))
+    first = build_classifier(cfg.replace(weights=str(path)))
     backbone_of(other).save_weights(path)
-    assert cache.weights_identity(cfg.replace(weights=str(path))) != first
-    assert first.startswith("sha256:")
+    second = build_classifier(cfg.replace(weights=str(path)))
+    assert key_of(cfg.replace(weights=str(path)), first, rows) != key_of(
+        cfg.replace(weights=str(path)), second, rows
+    )
+
+
+def test_the_same_weight_values_from_two_sources_share_the_cache(cfg, model, table, tmp_path):
+    """Weights are identified by content: an instructor's cache stays valid for a learner whose
+    weights come from another place (Keras's cache vs `FLOWERS_WEIGHTS`, any file name)."""
+    shipped = tmp_path / "keras-cache" / "tiny_notop.weights.h5"
+    copied = tmp_path / "usb-stick" / "my copy.weights.h5"
+    for path in (shipped, copied):
+        path.parent.mkdir()
+        backbone_of(model).save_weights(path)
+    rows = table[table.split == "val"]
+    instructor = cfg.replace(weights=str(shipped))
+    learner = cfg.replace(weights=str(copied))
+    first_model, second_model = build_classifier(instructor), build_classifier(learner)
+    assert key_of(instructor, first_model, rows) == key_of(learner, second_model, rows)
+    assert key_of(instructor, first_model, rows) == key_of(cfg, model, rows)  # and the in-memory weights
+    written = cache.cached_features(instructor, first_model, table, "val")
+    reused = cache.cached_features(learner, second_model, table, "val")
+    assert (written.from_cache, reused.from_cache) == (False, True) and reused.path == written.path
 
 
 def test_changed_split_table_is_never_served_stale(cfg, model, table):
