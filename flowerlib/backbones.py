@@ -244,9 +244,16 @@ def _mobilenet(shape: tuple[int, int, int], weights: str | None, alpha: float) -
 def _tiny(shape: tuple[int, int, int], weights: str | None, alpha: float) -> keras.Model:
     """A small CNN (about 100k parameters) with BatchNorm, for the smoke profile.
 
-    It has no pretrained weights: with `weights=None` it starts from random
-    filters, whose pooled responses already separate simple synthetic classes a
-    little; fine-tuning all of its stages then does the real learning.
+    Four stages (`stem`, `block1`..`block3`) whose outputs are 32, 16, 8 and 8
+    pixels wide for a 64-pixel input. It has no ImageNet weights; its pretrained weights ship with
+    flowerlib as `flowerlib/data/tiny_backbone.weights.h5` (the smoke profile's
+    `weights`; `flowerlib/data/make_tiny_backbone.py` made them by training it
+    on other synthetic flower classes than the smoke dataset's, at 64 px). Like
+    every weights file they are loaded by `BackboneSpec.build`; `weights=None`
+    gives random filters.
+
+    Raises:
+        ModelConfigError: `weights="imagenet"`.
     """
     import keras
     from keras import layers
@@ -254,7 +261,8 @@ def _tiny(shape: tuple[int, int, int], weights: str | None, alpha: float) -> ker
     if weights == "imagenet":
         raise ModelConfigError(
             "Backbone 'tiny' has no ImageNet weights. Received weights='imagenet'. "
-            "Use weights=None or a file saved from a 'tiny' backbone."
+            "Use flowerlib's pretrained file (the smoke profile's weights), another file saved "
+            "from a 'tiny' backbone, or weights=None."
         )
     inputs = keras.Input(shape)
     x = inputs

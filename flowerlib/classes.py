@@ -1,7 +1,8 @@
-"""The 102 class names of Oxford Flowers-102.
+"""The 102 class names of Oxford Flowers-102 (and the synthetic dataset's invented ones).
 
 Index `i` is label `i + 1` of `imagelabels.mat`, in the order used by
-tensorflow-datasets and torchvision.
+tensorflow-datasets and torchvision. The synthetic dataset's classes are not
+flowers that exist: `class_names(n, synthetic=True)` gives their invented names.
 """
 
 from __future__ import annotations
@@ -34,12 +35,25 @@ CLASS_NAMES: tuple[str, ...] = (
 NUM_CLASSES = len(CLASS_NAMES)
 
 
-def class_names(num_classes: int = NUM_CLASSES) -> list[str]:
+def class_names(num_classes: int = NUM_CLASSES, *, synthetic: bool = False) -> list[str]:
     """Names of the first `num_classes` classes (the synthetic dataset uses fewer).
+
+    Args:
+        num_classes: how many names, 1..102.
+        synthetic: the invented names of the procedurally drawn classes
+            (`flowerlib.synthetic.class_name`, e.g. "synthetic red oval-3,
+            yellow eye") instead of the Flowers-102 species.
+
+    Returns:
+        One name per class, index = 0-based label.
 
     Raises:
         ValueError: `num_classes` is not in 1..102.
     """
     if not 1 <= num_classes <= NUM_CLASSES:
         raise ValueError(f"num_classes must be in 1..{NUM_CLASSES}. Received num_classes={num_classes}")
+    if synthetic:
+        from flowerlib.synthetic import class_name  # lazy: importing flowerlib stays light
+
+        return [class_name(label) for label in range(num_classes)]
     return list(CLASS_NAMES[:num_classes])

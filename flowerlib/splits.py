@@ -9,7 +9,7 @@ column     dtype  meaning
 image_id   int    1-based id of `imagelabels.mat` / `setid.mat`
 file       str    path relative to the data directory, `jpg/image_00001.jpg`
 label      int    0-based class index, 0..C-1 (label `k + 1` of `imagelabels.mat`)
-class_name str    `flowerlib.classes.class_names(C)[label]`
+class_name str    `class_names(C)[label]` (invented ones for synthetic data)
 split      str    `"train"`, `"val"` or `"test"`
 =========  =====  ==============================================================
 
@@ -65,8 +65,9 @@ PARTS = ("train", "val", "test")
 COLUMNS = ("image_id", "file", "label", "class_name", "split")
 SETID_KEYS = {"trnid": "train", "valid": "val", "tstid": "test"}
 TRAINVAL_VAL_FRACTION = 0.1
-# Bumped when the way tables are built changes, so old CSVs are regenerated.
-FORMAT_VERSION = 1
+# Bumped when the way tables are built changes, so old CSVs are regenerated
+# (2: synthetic data directories get the synthetic classes' invented names).
+FORMAT_VERSION = 2
 
 
 class SplitError(ValueError):
@@ -171,6 +172,28 @@ def _num_classes(labels: np.ndarray, num_classes: int | None) -> int:
     return num_classes
 
 
+def dataset_class_names(layout: Layout, num_classes: int) -> list[str]:
+    """The class names of the dataset in `layout`: the Flowers-102 species, or invented ones.
+
+    A data directory that `flowerlib.download` filled with the procedurally
+    drawn dataset (its `dataset.json` says `source: synthetic`) gets the
+    synthetic classes' invented names (`flowerlib.synthetic.class_name`): they
+    are not flowers, so they do not borrow the species' names.
+
+    Args:
+        layout: the data directory.
+        num_classes: number of classes.
+
+    Returns:
+        One name per class, index = 0-based label.
+    """
+    from flowerlib.download import dataset_info
+
+    info = dataset_info(layout)
+    synthetic = isinstance(info, dict) and info.get("source") == "synthetic"
+    return class_names(num_classes, synthetic=synthetic)
+
+
 def _table(
     layout: Layout, ids: np.ndarray, parts: np.ndarray, labels: np.ndarray, num_classes: int
 ) -> pd.DataFrame:
@@ -183,7 +206,7 @@ def _table(
             f"Image ids {bad[:5].tolist()} are outside 1..{labels.size} (the images of imagelabels.mat). "
             "setid.mat and imagelabels.mat do not belong together: re-run 01_download."
         )
-    names = np.asarray(class_names(num_classes), dtype=object)
+    names = np.asarray(dataset_class_names(layout, num_classes), dtype=object)
     lab = labels[ids - 1]
     order = np.lexsort((ids, np.array([PARTS.index(p) for p in parts], dtype=np.int64)))
     ids, lab, parts = ids[order], lab[order], np.asarray(parts, dtype=object)[order]
@@ -219,13 +242,13 @@ def _stratified(
     parts: Sequence[str],
     seed: int,
     num_classes: int,
+    names: Sequence[str],
 ) -> tuple[np.ndarray, np.ndarray]:
     """Sorted `ids` and the part of each, drawn class by class so every class is in every part."""
     rng = np.random.default_rng(seed)
     ids = np.sort(np.asarray(ids, dtype=np.int64))
     lab = labels[ids - 1]
     out = np.empty(ids.size, dtype=object)
-    names = class_names(num_classes)
     for c in range(num_classes):
         members = np.flatnonzero(lab == c)
         if members.size == 0:
@@ -315,7 +338,13 @@ def trainval_split(
     pool = official["image_id"].to_numpy()[~is_test]
     test = official["image_id"].to_numpy()[is_test]
     ids, parts = _stratified(
-        pool, labels, (1.0 - val_fraction, val_fraction), ("train", "val"), seed, num_classes
+        pool,
+        labels,
+        (1.0 - val_fraction, val_fraction),
+        ("train", "val"),
+        seed,
+        num_classes,
+        dataset_class_names(layout, num_classes),
     )
     return _table(
         layout,
@@ -361,7 +390,8 @@ def random_split(
     labels = load_labels(layout)
     num_classes = _num_classes(labels, num_classes)
     pool = np.arange(1, labels.size + 1) if image_ids is None else np.asarray(image_ids, dtype=np.int64)
-    ids, parts = _stratified(pool, labels, fr, PARTS, seed, num_classes)
+    names = dataset_class_names(layout, num_classes)
+    ids, parts = _stratified(pool, labels, fr, PARTS, seed, num_classes, names)
     return _table(layout, ids, parts, labels, num_classes)
 
 

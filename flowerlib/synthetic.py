@@ -10,6 +10,10 @@ exactly the layout of the real one::
     root/imagelabels.mat           `labels`: uint8, shape (1, N), 1-based
     root/setid.mat                 `trnid`, `valid`, `tstid`: uint16, shape (1, k)
 
+Class names are invented from the traits (`class_name`, e.g. "synthetic red
+oval-3, yellow eye"), never the names of real species; `flowerlib.splits` uses
+them for data directories that `flowerlib.download` generated.
+
 Per class, a quarter of the images go to `trnid`, a quarter to `valid` and the
 rest to `tstid` (10/10/20 for 40 images per class). The same arguments always
 give byte-identical files.
@@ -54,6 +58,12 @@ CENTRE_COLOURS: tuple[tuple[int, int, int], ...] = (
     (240, 100, 0),  # orange
 )
 PETAL_SHAPES: tuple[str, ...] = ("ellipse", "round", "pointed", "thin")
+# Words for the traits in the invented class names (`class_name`), in the order above.
+PETAL_COLOUR_NAMES: tuple[str, ...] = (
+    "red", "orange", "yellow", "white", "pink", "purple", "blue", "magenta", "cyan", "dark red",
+)  # fmt: skip
+CENTRE_COLOUR_NAMES: tuple[str, ...] = ("yellow", "brown", "black", "white", "green", "orange")
+PETAL_SHAPE_NAMES: dict[str, str] = {"ellipse": "oval", "round": "disc", "pointed": "star", "thin": "spike"}
 PETAL_COUNTS: tuple[int, ...] = (3, 4, 5, 6, 7, 8)
 
 _SUPERSAMPLE = 2  # draw at twice the size, then downscale: cheap anti-aliasing
@@ -106,6 +116,29 @@ def class_traits(label: int) -> FlowerTraits:
     )
 
 
+def class_name(label: int) -> str:
+    """An invented name for synthetic class `label`, e.g. `"synthetic red oval-3, yellow eye"`.
+
+    It spells out the class's traits (petal colour, petal shape and count,
+    centre colour), so it is unique wherever the traits are (labels below 120)
+    and never the name of a real flower. The petal colour comes first, so the
+    smoke profile's ten classes differ in their first words.
+
+    Args:
+        label: 0-based class index.
+
+    Returns:
+        The class name.
+
+    Raises:
+        ValueError: `label` is negative.
+    """
+    t = class_traits(label)
+    petal = PETAL_COLOUR_NAMES[PETAL_COLOURS.index(t.petal_colour)]
+    centre = CENTRE_COLOUR_NAMES[CENTRE_COLOURS.index(t.centre_colour)]
+    return f"synthetic {petal} {PETAL_SHAPE_NAMES[t.petal_shape]}-{t.petal_count}, {centre} eye"
+
+
 def _petal_outline(shape: str, length: float) -> np.ndarray:
     """Petal polygon in local coordinates: base at the origin, pointing along +x."""
     if shape == "pointed":
@@ -121,11 +154,13 @@ def _jitter(colour: tuple[int, int, int], rng: np.random.Generator, amount: floa
     return tuple(int(np.clip(c * scale, 0, 255)) for c in colour)
 
 
-def draw_flower(label: int, image_size: int, rng: np.random.Generator) -> Image.Image:
+def draw_flower(label: int | FlowerTraits, image_size: int, rng: np.random.Generator) -> Image.Image:
     """Draw one random flower of class `label` on a random background.
 
     Args:
-        label: 0-based class index (decides the traits).
+        label: 0-based class index (decides the traits), or the `FlowerTraits`
+            to draw (e.g. a petal colour of your own, as
+            `flowerlib/data/make_tiny_backbone.py` does).
         image_size: side of the square RGB image, in pixels.
         rng: source of the per-image randomness (position, scale, rotation,
             background, small colour jitter).
@@ -133,7 +168,7 @@ def draw_flower(label: int, image_size: int, rng: np.random.Generator) -> Image.
     Returns:
         A `PIL.Image.Image` in RGB mode, `image_size` x `image_size`.
     """
-    traits = class_traits(label)
+    traits = label if isinstance(label, FlowerTraits) else class_traits(label)
     size = image_size * _SUPERSAMPLE
     # Background: a muted vertical gradient (grass, soil, sky, stone) plus a few blurry leaves.
     top = rng.uniform(40, 170, size=3)
@@ -307,10 +342,14 @@ def make_archive(root: str | os.PathLike, archive_path: str | os.PathLike) -> Pa
 
 __all__ = [
     "CENTRE_COLOURS",
+    "CENTRE_COLOUR_NAMES",
     "PETAL_COLOURS",
+    "PETAL_COLOUR_NAMES",
     "PETAL_COUNTS",
     "PETAL_SHAPES",
+    "PETAL_SHAPE_NAMES",
     "FlowerTraits",
+    "class_name",
     "class_traits",
     "draw_flower",
     "make_archive",

@@ -106,6 +106,68 @@ def test_tiny_has_no_imagenet_weights():
         get_backbone("tiny").build(32, "imagenet")
 
 
+TINY_WEIGHTS = Path(__file__).resolve().parents[1] / "flowerlib" / "data" / "tiny_backbone.weights.h5"
+
+
+def test_packaged_tiny_weights_exist_are_small_and_load_over_the_random_ones():
+    import keras
+
+    assert TINY_WEIGHTS.is_file(), "run python flowerlib/data/make_tiny_backbone.py"
+    assert TINY_WEIGHTS.stat().st_size < 1_000_000
+    spec = get_backbone("tiny")
+    keras.utils.set_random_seed(0)
+    random = spec.build(64, None)
+    keras.utils.set_random_seed(0)
+    pretrained = spec.build(64, str(TINY_WEIGHTS))
+    assert spec_of(pretrained) is spec
+    kernels = {w.path: w.numpy() for w in pretrained.weights}
+    for w in random.weights:
+        assert not np.array_equal(w.numpy(), kernels[w.path]), f"{w.path} was not loaded"
+    # BatchNorm statistics were learnt in pretraining, not left at 0 / 1
+    assert np.abs(pretrained.get_layer("block3_bn").moving_mean.numpy()).max() > 1e-3
+
+
+def _pooled_features(backbone, images: np.ndarray) -> np.ndarray:
+    import keras
+
+    x = images.astype("float32") / 127.5 - 1.0  # "tf" preprocessing, as `Preprocess` does
+    return keras.ops.convert_to_numpy(keras.ops.mean(backbone(x, training=False), axis=(1, 2)))
+
+
+def _nearest_centroid_accuracy(features: np.ndarray, labels: np.ndarray) -> float:
+    """Leave-one-out accuracy of the nearest class centroid on standardised features."""
+    f = (features - features.mean(0)) / (features.std(0) + 1e-6)
+    classes = np.unique(labels)
+    hits = 0
+    for i in range(len(f)):
+        others = np.arange(len(f)) != i
+        centroids = np.stack([f[others & (labels == c)].mean(0) for c in classes])
+        hits += classes[np.argmin(((centroids - f[i]) ** 2).sum(1))] == labels[i]
+    return hits / len(f)
+
+
+def test_pretrained_tiny_features_separate_the_smoke_classes_better_than_random_ones():
+    import keras
+
+    from flowerlib import synthetic
+
+    labels = np.repeat(np.arange(10), 6)  # the smoke profile's classes, never seen in pretraining
+    images = np.stack(
+        [
+            np.asarray(synthetic.draw_flower(int(c), 64, np.random.default_rng([99, i])))
+            for i, c in enumerate(labels)
+        ]
+    )
+    spec = get_backbone("tiny")
+    pretrained = _pooled_features(spec.build(64, str(TINY_WEIGHTS)), images)
+    keras.utils.set_random_seed(0)
+    random = _pooled_features(spec.build(64, None), images)
+    assert pretrained.std(0).mean() > 0.1, "pretrained features are nearly constant"
+    acc_pretrained = _nearest_centroid_accuracy(pretrained, labels)
+    acc_random = _nearest_centroid_accuracy(random, labels)
+    assert acc_pretrained >= 0.9 and acc_pretrained > acc_random + 0.1, (acc_pretrained, acc_random)
+
+
 @pytest.mark.skipif(
     not (SHARED_WEIGHTS / "mobilenet_2_5_224_tf_no_top.h5").is_file(), reason="shared weights absent"
 )

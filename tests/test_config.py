@@ -28,7 +28,24 @@ def test_data_dir_defaults_to_a_per_user_cache_not_the_working_directory(tmp_pat
 
 def test_smoke_profile_is_small_and_offline():
     cfg = Config.for_profile("smoke")
-    assert cfg.synthetic and cfg.weights is None and cfg.num_classes == 10 and cfg.image_size <= 64
+    assert cfg.synthetic and cfg.num_classes == 10 and cfg.image_size <= 64
+
+
+def test_smoke_profile_uses_the_packaged_pretrained_tiny_weights():
+    from importlib.resources import files
+
+    cfg = Config.for_profile("smoke")
+    packaged = Path(str(files("flowerlib") / "data" / "tiny_backbone.weights.h5"))
+    assert cfg.backbone == "tiny" and Path(cfg.weights) == packaged and packaged.is_file()
+    assert cfg.image_size == 64  # the size the weights were pretrained at
+
+
+def test_smoke_profile_fine_tunes_by_the_same_rules_as_the_full_one():
+    smoke, full = Config.for_profile("smoke"), Config.for_profile("full")
+    assert smoke.fine_tune_stages == full.fine_tune_stages == 1
+    assert smoke.head_learning_rate == full.head_learning_rate
+    assert smoke.fine_tune_learning_rate == full.fine_tune_learning_rate
+    assert smoke.fine_tune_learning_rate * 10 == pytest.approx(smoke.head_learning_rate)
 
 
 def test_from_env_reads_flowers_variables_and_overrides_win(tmp_path):

@@ -139,3 +139,40 @@ def test_step1_plots_show_one_class_per_sample_and_every_class_count(synthetic_r
     heights = [p.get_height() for p in bars.axes[0].patches]
     assert heights == [12] * 10
     plt.close("all")
+
+
+def test_a_class_drawn_from_its_traits_is_the_class_drawn_from_its_label():
+    traits = synthetic.class_traits(3)
+    by_label = synthetic.draw_flower(3, 32, np.random.default_rng(5))
+    by_traits = synthetic.draw_flower(traits, 32, np.random.default_rng(5))
+    assert by_label.tobytes() == by_traits.tobytes()
+
+
+def test_classes_beyond_the_smoke_ten_have_distinct_traits():
+    traits = [synthetic.class_traits(i) for i in range(120)]
+    assert len(set(traits)) == 120
+    assert len({synthetic.class_name(i) for i in range(120)}) == 120
+
+
+def test_synthetic_class_names_are_invented_not_real_species():
+    from flowerlib.classes import CLASS_NAMES, class_names
+
+    names = class_names(102, synthetic=True)
+    assert len(set(names)) == 102 and not set(names) & set(CLASS_NAMES)
+    assert all(name.startswith("synthetic ") for name in names)
+    assert names[0] == "synthetic red oval-3, yellow eye"
+    assert class_names(3) == ["pink primrose", "hard-leaved pocket orchid", "canterbury bells"]
+    assert len({name[:20] for name in names[:10]}) == 10, "plot titles (20 characters) tell them apart"
+
+
+def test_a_generated_synthetic_data_directory_splits_with_the_invented_names(tmp_path):
+    from flowerlib import download, splits
+    from flowerlib.classes import CLASS_NAMES
+    from flowerlib.config import Config
+
+    cfg = Config.for_profile("smoke", data_dir=tmp_path, num_classes=3, synthetic_images_per_class=4)
+    download.fetch_dataset(cfg)
+    table = splits.prepare_split(cfg)
+    names = dict(zip(table["label"], table["class_name"], strict=True))
+    assert names == {label: synthetic.class_name(label) for label in range(3)}
+    assert not set(names.values()) & set(CLASS_NAMES)
