@@ -93,7 +93,8 @@ def apply_temperature(model: keras.Model, t: float, *, layer: str = "predictions
     """Divide the logits of the model's softmax layer by `t` (in place).
 
     Args:
-        model: a classifier whose layer `layer` is a `Dense` with softmax.
+        model: a classifier whose layer `layer` (directly, or inside its `head`)
+            is a `Dense` with softmax.
         t: the temperature (> 0).
         layer: name of that layer.
 
@@ -107,7 +108,8 @@ def apply_temperature(model: keras.Model, t: float, *, layer: str = "predictions
 
     if not (np.isfinite(t) and t > 0):
         raise ValueError(f"The temperature must be a positive number. Received t={t!r}")
-    dense = model.get_layer(layer)
+    owner = model.get_layer("head") if "head" in [la.name for la in model.layers] else model
+    dense = owner.get_layer(layer)
     activation = getattr(dense, "activation", None)
     if not isinstance(dense, keras.layers.Dense) or activation is not keras.activations.softmax:
         raise ValueError(f"Layer {layer!r} must be a Dense layer with a softmax activation.")

@@ -288,13 +288,17 @@ def cmd_prepare(cfg: Config, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_train(cfg: Config, args: argparse.Namespace) -> dict[str, Any]:
-    """Step 3: `train.train(cfg)` (resumes an interrupted run of the same configuration)."""
+    """Step 3: `train.train(cfg)`; each phase says whether it trained, resumed or was restored."""
     from flowerlib import train
 
     _say(f"training {cfg.backbone!r} on the {cfg.split!r} split, run {cfg.run!r}")
     result = train.train(cfg, restart=getattr(args, "restart", False), verbose=_keras_verbose(args))
     history = result.history
-    summary: dict[str, Any] = {"model": str(result.run.model), "resumed": bool(result.resumed)}
+    summary: dict[str, Any] = {
+        "model": str(result.run.model),
+        "resumed": bool(result.resumed),
+        "phases": result.info.get("phases", {}),
+    }
     for phase, rows in history.groupby("phase", sort=False):
         best = float(rows["val_accuracy"].max())
         summary[f"{phase}_epochs"] = len(rows)
@@ -307,8 +311,6 @@ def cmd_train(cfg: Config, args: argparse.Namespace) -> dict[str, Any]:
             f"calibrated: temperature {info['temperature']:.2f} (validation calibration error "
             f"{info['val_ece_before']:.3f} -> {info['val_ece_after']:.3f}; accuracy unchanged)"
         )
-    if result.resumed:
-        _say("(continued from an earlier, interrupted or finished run of the same configuration)")
     _say(f"model saved: {result.run.model}")
     return summary
 

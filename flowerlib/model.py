@@ -1,6 +1,6 @@
 """The classifier: a pretrained backbone with a new head, and its two training phases.
 
-    image (raw RGB 0..255) -> preprocess -> backbone(training=False) -> pool -> dropout -> predictions
+    image (raw RGB 0..255) -> preprocess -> backbone(training=False) -> pool -> head (dropout, predictions)
 
 - `preprocess` is the backbone's own `preprocess_input`, inside the model, so a
   saved model takes raw pixels and is all a user needs for prediction.
@@ -29,7 +29,6 @@ from keras import layers, ops
 from flowerlib.backbones import (
     BACKBONE_LAYER_NAME,
     PREPROCESS_MODES,
-    BackboneSpec,
     ModelConfigError,
     get_backbone,
     spec_of,
@@ -43,7 +42,7 @@ if TYPE_CHECKING:
 PHASES = ("head", "fine_tune")
 IMAGENET_MEAN_RGB = (123.68, 116.779, 103.939)
 IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
-HEAD_LAYERS = ("pool", "dropout", "predictions")
+HEAD_LAYERS = ("pool", "head")
 
 
 @keras.saving.register_keras_serializable(package="flowerlib")
@@ -125,6 +124,31 @@ def loss_for(cfg: Config):
 # --- building ---------------------------------------------------------------
 
 
+def build_head(num_classes: int, dropout: float) -> keras.Sequential:
+    """The new classification head: dropout, then one softmax output per class.
+
+    It takes pooled features (`[batch, feature_dim]`). The same object is the
+    `head` layer of the classifier (`build_classifier`) and the model that the
+    head phase trains on cached features, so training it there trains the
+    classifier's head: there is nothing to copy.
+
+    Args:
+        num_classes: number of classes.
+        dropout: dropout rate before the softmax layer.
+
+    Returns:
+        An unbuilt `keras.Sequential` named `head`, with layers `dropout` and
+        `predictions` (a `Dense` with softmax, kept in float32 under mixed precision).
+    """
+    return keras.Sequential(
+        [
+            layers.Dropout(dropout, name="dropout"),
+            layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions"),
+        ],
+        name="head",
+    )
+
+
 def build_classifier(
     cfg: Config, *, num_classes: int | None = None, weights: str | None | object = ...
 ) -> keras.Model:
@@ -140,8 +164,8 @@ def build_classifier(
     Returns:
         An uncompiled `keras.Model` with input `"image"` (float32 RGB 0..255,
         `(cfg.image_size, cfg.image_size, 3)`) and layers `preprocess`,
-        `backbone`, `pool`, `dropout`, `predictions` (softmax, float32). The
-        backbone starts frozen (phase `"head"`).
+        `backbone`, `pool` and `head` (`build_head`). The backbone starts
+        frozen (phase `"head"`).
 
     Raises:
         ModelConfigError: unknown backbone, missing or mismatched weights file,
@@ -160,57 +184,21 @@ def build_classifier(
     x = Preprocess(spec.preprocess, name="preprocess")(inputs)
     # training=False: BatchNorm keeps using its stored statistics, in both phases.
     x = backbone(x, training=False)
-    outputs = classification_head(x, n, cfg.dropout)
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    outputs = build_head(n, cfg.dropout)(x)
     model = keras.Model(inputs, outputs, name=f"{spec.name}_flowers")
     set_trainable(model, "head")
     return model
 
 
-def classification_head(features, num_classes: int, dropout: float):
-    """pool -> dropout -> predictions on a feature map (4-D) or pooled features (2-D)."""
-    x = features
-    if len(x.shape) == 4:
-        x = layers.GlobalAveragePooling2D(name="pool")(x)
-    x = layers.Dropout(dropout, name="dropout")(x)
-    return layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
-
-
-def head_model(feature_dim: int, num_classes: int, dropout: float) -> keras.Model:
-    """The head alone, on pooled features: what the feature-cache fast path trains.
-
-    Its `dropout` and `predictions` layers match the classifier's, so
-    `attach_head` can copy the trained weights over.
-    """
-    inputs = keras.Input((feature_dim,), name="features")
-    return keras.Model(inputs, classification_head(inputs, num_classes, dropout), name="head")
-
-
-def attach_head(model: keras.Model, head: keras.Model) -> keras.Model:
-    """Copy a head trained on cached features into the full classifier (in place).
-
-    Raises:
-        ModelConfigError: the head's shape does not fit the classifier.
-    """
-    src, dst = head.get_layer("predictions"), model.get_layer("predictions")
-    weights = src.get_weights()
-    expected = [tuple(w.shape) for w in dst.get_weights()]
-    if [tuple(w.shape) for w in weights] != expected:
-        raise ModelConfigError(
-            f"The head's weights {[w.shape for w in weights]} do not fit the classifier's "
-            f"predictions layer {expected}: same backbone and num_classes are needed."
-        )
-    dst.set_weights(weights)
-    return model
+def predictions_layer(model: keras.Model) -> layers.Dense:
+    """The softmax `Dense` layer of a classifier (inside its `head`)."""
+    return model.get_layer("head").get_layer("predictions")
 
 
 def backbone_of(model: keras.Model) -> keras.Model:
     """The nested backbone model of a classifier."""
     return model.get_layer(BACKBONE_LAYER_NAME)
-
-
-def spec_for(model: keras.Model) -> BackboneSpec:
-    """The registered `BackboneSpec` of a classifier's backbone."""
-    return spec_of(backbone_of(model))
 
 
 def feature_extractor(model: keras.Model, *, fold_batchnorm: bool = False) -> keras.Model:

@@ -1,29 +1,30 @@
-"""Training in two phases, resumable, with every artifact written atomically.
+"""Two-phase training with plain Keras `fit`, and the bookkeeping around it.
 
-1. Head: the backbone is frozen and only the new head learns. Fast path
-   (`cfg.cache_features`, the default): the frozen backbone's pooled features
-   are computed once per image (`flowerlib.cache`) and the head is trained on
-   them, then copied into the full model. Plain path: the frozen backbone runs
-   inside `model.fit` on augmented images every epoch.
+Notebook 03 shows every step; `train(cfg)` (and `flowerlib train`) runs the same
+steps in one call:
+
+1. Head phase: the backbone frozen, only the new head (`model.build_head`)
+   learns. With `cfg.cache_features` (the default) it trains on the frozen
+   backbone's pooled features, computed once (`flowerlib.cache`); the head is
+   the same object inside the classifier, so nothing needs copying.
 2. Fine-tuning (`cfg.fine_tune_epochs > 0`): the last `cfg.fine_tune_stages`
-   stages of the backbone are unfrozen (BatchNorm stays frozen), the model is
-   recompiled with the low `cfg.fine_tune_learning_rate` on a cosine schedule,
-   and trained on augmented images.
+   stages unfrozen (BatchNorm stays frozen), recompiled with the low
+   `cfg.fine_tune_learning_rate`, trained on augmented images.
+3. `keep_better`: if fine-tuning never beat the head phase's validation loss,
+   the head phase's weights are put back, with a message.
+4. `calibrate`: one temperature fitted on the validation images.
+5. `save_run`: the artifacts of `artifacts.RunLayout`.
 
-Both phases stop early on the validation loss and keep the best epoch's weights.
+The bookkeeping is two ordinary pieces:
 
-Resuming. After every epoch the run's state is checkpointed under
-`runs/<run>/checkpoints/` (weights with the optimizer's state, the
-early-stopping state, the history so far), each file written atomically and
-`state.json` last, so the files always agree. Calling `train(cfg)` again with
-the same configuration and split after a crash or Ctrl-C continues after the
-last completed epoch; a finished phase is not redone, and a finished run is
-simply loaded. With a *different* configuration (or split table), the old
-state does not apply: it is discarded with a warning and training starts
-afresh (`restart=True` forces that).
-
-Artifacts (`flowerlib.artifacts.RunLayout`): `model.keras`, `config.json`,
-`history.csv` (one row per epoch, with a `phase` column), `labels.json`.
+- `Run`: the run folder `runs/<cfg.run>/` and its `checkpoints/state.json`.
+- `Checkpoint`: a Keras callback, placed after `EarlyStopping` in `fit`'s
+  callbacks, that writes each epoch's weights, the best weights and the history
+  row atomically. `initial_epoch=checkpoint.resume(model)` continues an
+  interrupted phase, but only when the model's architecture, its trainable
+  weights, the optimizer, the loss, the data and the earlier phases are all the
+  same as when the checkpoint was written; otherwise the checkpoint is
+  discarded. Either way it says what it did in one sentence.
 """
 
 from __future__ import annotations
@@ -34,26 +35,27 @@ import importlib.util
 import json
 import math
 import os
-import shutil
+import re
 import time
 import uuid
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
 
-from flowerlib.artifacts import Layout, RunLayout, atomic_path, read_json, write_json, write_text
+from flowerlib.artifacts import Layout, RunLayout, read_json, write_json, write_text
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import pandas as pd
 
     from flowerlib.config import Config
 
-STATE_VERSION = 1
+STATE_VERSION = 2
+PHASES = ("head", "fine_tune")
 HISTORY_COLUMNS = (
     "phase",
     "epoch",
@@ -64,8 +66,11 @@ HISTORY_COLUMNS = (
     "learning_rate",
     "seconds",
 )
-# Settings that do not change what is trained: a run may resume across them.
+# Settings that do not change what is trained: a finished run is reused across them.
 _NOT_IN_FINGERPRINT = ("data_dir", "source", "mirror", "tensorboard", "jit_compile")
+# Settings that decide which images a tf.data pipeline yields, and in which order.
+_DATA_SETTINGS = ("image_size", "batch_size", "augment", "seed", "split", "split_fractions")
+_CHECKPOINT_FILE = re.compile(r"(head|fine_tune)-(latest|best)-\d{4}\.weights\.h5")
 
 
 class TrainError(RuntimeError):
@@ -84,9 +89,10 @@ class TrainResult:
         run: where the artifacts are.
         resumed: True when earlier work of the same run was reused.
         info: timings and facts (`extract_seconds`, `cache_hit`, `head_seconds`,
-            `fine_tune_seconds`, `policy`, `strategy`, `replicas`; with
-            `cfg.calibrate`, `temperature` and the validation log loss and
-            calibration error before and after it).
+            `fine_tune_seconds`, `policy`, `strategy`, `replicas`, `phases`
+            (what each phase's checkpoint did), `kept`; with `cfg.calibrate`,
+            `temperature` and the validation log loss and calibration error
+            before and after it).
     """
 
     model: keras.Model
@@ -96,110 +102,158 @@ class TrainResult:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-# --- run state ------------------------------------------------------------------
+def _say(verbose: int, message: str) -> None:
+    if verbose:
+        print(message, flush=True)
+
+
+def _hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+# --- the run folder ------------------------------------------------------------
 
 
 def run_fingerprint(cfg: Config, table: pd.DataFrame) -> str:
-    """Hash of everything that determines a run: the configuration (minus paths
-    and logging switches) and the split table."""
+    """Hash of everything that determines a whole run: the configuration (minus
+    paths and logging switches) and the split table."""
     from flowerlib.cache import table_fingerprint
 
     settings = {k: v for k, v in cfg.to_dict().items() if k not in _NOT_IN_FINGERPRINT}
-    payload = json.dumps(
-        {
-            "version": STATE_VERSION,
-            "config": settings,
-            "extra": cfg.extra,
-            "table": table_fingerprint(table),
-        },
-        sort_keys=True,
-        default=str,
+    return _hash(
+        {"version": STATE_VERSION, "config": settings, "extra": cfg.extra, "table": table_fingerprint(table)}
     )
-    return hashlib.sha256(payload.encode()).hexdigest()[:20]
 
 
-class RunState:
-    """The resumable state of one run: `checkpoints/state.json` plus the weight files it names."""
-
-    def __init__(self, run: RunLayout, fingerprint: str):
-        self.run = run
-        self.dir = run.checkpoints
-        self.path = run.state
-        self.fingerprint = fingerprint
-        self.data: dict[str, Any] = {"fingerprint": fingerprint, "phases": {}, "history": [], "done": False}
-
-    @classmethod
-    def open(cls, run: RunLayout, fingerprint: str, *, restart: bool = False) -> tuple[RunState, bool]:
-        """Load the state of `run` if it belongs to `fingerprint`, else start fresh.
-
-        Returns:
-            `(state, resumed)`.
-        """
-        state = cls(run, fingerprint)
-        if restart:
-            state.clear()
-            return state, False
-        if not state.path.is_file():
-            if run.history.exists() or state.dir.exists():
-                state.clear()  # leftovers of a run that never completed an epoch
-            return state, False
-        try:
-            stored = read_json(state.path)
-        except ValueError:
-            stored = {}
-        if stored.get("fingerprint") != fingerprint:
-            warnings.warn(
-                f"The run folder {run.root} holds state of a run with another configuration or split; "
-                "it is discarded and training starts afresh. (Set run_name to keep runs apart.)",
-                stacklevel=3,
+def check_table(table: pd.DataFrame) -> None:
+    """Raise `TrainError` unless the split table has both train and val images."""
+    for part in ("train", "val"):
+        if not (table["split"] == part).any():
+            raise TrainError(
+                f"The split table has no {part!r} images; training needs both train and val. "
+                f"Parts present: {sorted(set(table['split']))}"
             )
-            state.clear()
-            return state, False
-        state.data = stored
-        return state, True
 
-    def clear(self) -> None:
-        """Forget everything: checkpoints and history."""
-        shutil.rmtree(self.dir, ignore_errors=True)
-        self.run.history.unlink(missing_ok=True)
-        self.data = {"fingerprint": self.fingerprint, "phases": {}, "history": [], "done": False}
 
-    def phase(self, name: str) -> dict[str, Any]:
-        return self.data["phases"].setdefault(name, {"epoch": 0, "done": False})
+class Run:
+    """One training run: its folder `runs/<cfg.run>/`, split table and saved state.
+
+    `checkpoints/state.json` records, per phase, the checkpoint files and the
+    fingerprint of what was trained (`Checkpoint`), and whether the whole run
+    finished. A `state.json` that cannot be read is set aside with a message,
+    never trusted.
+
+    Args:
+        cfg: the configuration.
+        table: the split table; default `flowerlib.splits.prepare_split(cfg)`.
+        restart: discard the run's saved checkpoints and start afresh (says so).
+        verbose: print what happens to saved state (0: silent).
+
+    Raises:
+        TrainError: the split has no train or no validation images, or
+            TensorBoard was asked for but is not installed.
+    """
+
+    def __init__(
+        self, cfg: Config, table: pd.DataFrame | None = None, *, restart: bool = False, verbose: int = 1
+    ):
+        if table is None:
+            from flowerlib.splits import prepare_split
+
+            table = prepare_split(cfg)
+        check_table(table)
+        if cfg.tensorboard and importlib.util.find_spec("tensorboard") is None:
+            raise TrainError(
+                "tensorboard=True needs the TensorBoard package, which is not installed: "
+                "pip install tensorboard (or set FLOWERS_TENSORBOARD=false)."
+            )
+        self.cfg = cfg
+        self.table = table
+        self.verbose = verbose
+        self.num_classes = max(cfg.num_classes, int(table["label"].max()) + 1)
+        self.layout = Layout(cfg.data_dir).run(cfg.run)
+        self.fingerprint = run_fingerprint(cfg, table)
+        self.state = self._read_state()
+        if restart and (self.state["phases"] or self.layout.history.exists()):
+            _say(verbose, f"Restarting run {cfg.run!r}: its saved checkpoints and history are discarded.")
+            self.clear(PHASES)
+            self.state["finished"] = None
+
+    def _read_state(self) -> dict[str, Any]:
+        empty: dict[str, Any] = {"version": STATE_VERSION, "phases": {}, "history": [], "finished": None}
+        path = self.layout.state
+        if not path.is_file():
+            return empty
+        try:
+            stored = read_json(path)
+            if stored.get("version") != STATE_VERSION or not isinstance(stored.get("phases"), dict):
+                raise ValueError("not a state file of this flowerlib version")
+        except (ValueError, AttributeError, OSError) as e:
+            _say(
+                self.verbose,
+                f"The run's state file {path} cannot be used ({e}); its checkpoints are ignored "
+                "and training starts afresh.",
+            )
+            return empty
+        return {**empty, **stored}
 
     def file(self, name: str) -> Path:
-        return self.dir / name
+        """A checkpoint file of this run; only flowerlib's own names, inside `checkpoints/`."""
+        if not _CHECKPOINT_FILE.fullmatch(str(name)):
+            raise TrainError(
+                f"The run's state file {self.layout.state} names {name!r}, which is not a checkpoint "
+                f"flowerlib writes. Delete {self.layout.checkpoints} or pass restart=True (--restart)."
+            )
+        return self.layout.checkpoints / name
+
+    def save_state(self) -> None:
+        """Write `state.json` and `history.csv` atomically (weight files are written before)."""
+        self.layout.checkpoints.mkdir(parents=True, exist_ok=True)
+        write_json(self.layout.state, self.state)
+        write_text(self.layout.history, history_frame(self.state["history"]).to_csv(index=False))
+
+    def clear(self, phases: Sequence[str]) -> None:
+        """Forget `phases`: their checkpoint files, records and history rows (flowerlib's files only)."""
+        for phase in phases:
+            self.state["phases"].pop(phase, None)
+            for p in self.layout.checkpoints.glob(f"{phase}-*.weights.h5"):
+                if _CHECKPOINT_FILE.fullmatch(p.name):
+                    p.unlink(missing_ok=True)
+        self.state["history"] = [r for r in self.state["history"] if r.get("phase") not in phases]
+        self.state["finished"] = None
+        if self.layout.checkpoints.is_dir():
+            self.save_state()
+        else:
+            self.layout.history.unlink(missing_ok=True)
+
+    def phase(self, name: str) -> dict[str, Any] | None:
+        return self.state["phases"].get(name)
 
     def rows(self, phase: str | None = None) -> list[dict[str, Any]]:
-        return [r for r in self.data["history"] if phase is None or r["phase"] == phase]
+        return [r for r in self.state["history"] if phase is None or r["phase"] == phase]
 
-    def save(self) -> None:
-        """Write `state.json` and `history.csv` atomically (the weight files are written before)."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        write_json(self.path, self.data)
-        write_history(self.run.history, self.data["history"])
+    @property
+    def history(self) -> pd.DataFrame:
+        """The history so far, both phases."""
+        return history_frame(self.rows())
 
-    def remove_except(self, keep: Sequence[str]) -> None:
-        """Delete weight files of this state that are no longer referenced."""
-        for p in self.dir.glob("*.weights.h5"):
-            if p.name not in keep:
-                p.unlink(missing_ok=True)
-        for p in self.dir.glob("*.npz"):
-            if p.name not in keep:
-                p.unlink(missing_ok=True)
+    @property
+    def data_key(self) -> str:
+        """Identity of the images the pipelines yield: split table plus pipeline settings."""
+        from flowerlib.cache import table_fingerprint
 
-    def referenced(self) -> list[str]:
-        names = []
-        for ph in self.data["phases"].values():
-            names += [v for k, v in ph.items() if k.endswith("_file") and v]
-        return names
+        settings = {k: getattr(self.cfg, k) for k in _DATA_SETTINGS}
+        return _hash({"table": table_fingerprint(self.table), "settings": settings})
 
+    @property
+    def finished(self) -> bool:
+        """True when this run already finished with the same configuration and split."""
+        return self.state.get("finished") == self.fingerprint and self.layout.model.is_file()
 
-def write_history(path: Path, rows: list[dict[str, Any]]) -> None:
-    """Write the history rows as CSV, atomically."""
-
-    table = history_frame(rows)
-    write_text(path, table.to_csv(index=False))
+    @property
+    def steps_per_epoch(self) -> int:
+        """Training batches per epoch."""
+        return math.ceil(int((self.table["split"] == "train").sum()) / self.cfg.batch_size)
 
 
 def history_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
@@ -228,9 +282,91 @@ def read_history(run: RunLayout) -> pd.DataFrame:
     return pd.read_csv(run.history)
 
 
+# --- what a checkpoint belongs to -------------------------------------------------------
+
+
+def _canonical_config(config: Any) -> Any:
+    """A model config with every layer name replaced by its position.
+
+    Keras numbers automatic names per process (`input_layer_3`), so two builds
+    of the same architecture differ only there.
+    """
+    names: list[str] = []
+
+    def collect(obj: Any) -> None:
+        if isinstance(obj, dict):
+            history = obj.get("keras_history")
+            for name in (obj.get("name"), history[0] if isinstance(history, (list, tuple)) and history else None):
+                if isinstance(name, str) and name not in names:
+                    names.append(name)
+            for v in obj.values():
+                collect(v)
+        elif isinstance(obj, (list, tuple)):
+            for v in obj:
+                collect(v)
+
+    collect(config)
+    index = {name: f"layer{i}" for i, name in enumerate(names)}
+
+    def rename(obj: Any) -> Any:
+        if isinstance(obj, dict):
+            return {k: rename(v) for k, v in obj.items()}
+        if isinstance(obj, (list, tuple)):
+            return [rename(v) for v in obj]
+        return index.get(obj, obj) if isinstance(obj, str) else obj
+
+    return rename(config)
+
+
+def _data_identity(data: Any) -> Any:
+    if isinstance(data, np.ndarray):
+        return [str(data.dtype), list(data.shape), hashlib.sha256(np.ascontiguousarray(data)).hexdigest()]
+    if isinstance(data, (list, tuple)):
+        return [_data_identity(d) for d in data]
+    return str(data)
+
+
+def _without_name(serialized: dict[str, Any]) -> dict[str, Any]:
+    config = {k: v for k, v in serialized.get("config", {}).items() if k != "name"}
+    return {**serialized, "config": config}
+
+
+def model_fingerprint(model: keras.Model, data: Any) -> dict[str, str]:
+    """What a phase's checkpoint belongs to, part by part.
+
+    Args:
+        model: a compiled model.
+        data: identity of the training data: NumPy arrays (hashed), strings, or lists of them.
+
+    Returns:
+        `{"architecture", "trainable", "optimizer", "loss", "data"}`, each a short hash.
+    """
+    trainable = {id(v) for v in model.trainable_weights}
+    return {
+        "architecture": _hash(_canonical_config(model.get_config())),
+        "trainable": _hash([[id(v) in trainable, list(v.shape)] for v in model.weights]),
+        "optimizer": _hash(_without_name(keras.optimizers.serialize(model.optimizer))),
+        "loss": _hash(keras.losses.serialize(model.loss) if model.loss is not None else None),
+        "data": _hash(_data_identity(data)),
+    }
+
+
+_WHAT = {
+    "architecture": "model architecture",
+    "trainable": "set of trainable weights",
+    "optimizer": "optimizer or learning rate",
+    "loss": "loss",
+    "data": "training data",
+    "earlier": "result of the earlier phase",
+}
+
+
+# --- the checkpoint callback ------------------------------------------------------------
+
+
 def _save_weights(model: keras.Model, path: Path) -> None:
     """`model.save_weights` (weights and optimizer state), atomically."""
-    # Keras insists on a `.weights.h5` ending, which atomic_path's temporary names lack.
+    # Keras insists on a `.weights.h5` ending, which a temporary name must keep.
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{uuid.uuid4().hex[:8]}.tmp.weights.h5")
     try:
@@ -241,429 +377,370 @@ def _save_weights(model: keras.Model, path: Path) -> None:
         raise
 
 
-def _save_arrays(arrays: list[np.ndarray], path: Path) -> None:
-    with atomic_path(path) as tmp, tmp.open("wb") as f:
-        np.savez(f, *arrays)
-
-
-def _load_arrays(path: Path) -> list[np.ndarray]:
-    with np.load(path, allow_pickle=False) as data:
-        return [data[f"arr_{i}"] for i in range(len(data.files))]
-
-
-# --- the per-epoch checkpoint ------------------------------------------------------
-
-
 def _learning_rate(model: keras.Model) -> float:
-    opt = model.optimizer
-    lr = getattr(opt, "learning_rate", None)
     try:
-        return float(np.asarray(lr))
-    except (TypeError, ValueError):
+        return float(np.asarray(model.optimizer.learning_rate))
+    except (AttributeError, TypeError, ValueError):
         return float("nan")
 
 
-class PhaseCheckpoint(keras.callbacks.Callback):
-    """At the end of every epoch: history row, latest and best weights, early-stopping state.
+class Checkpoint(keras.callbacks.Callback):
+    """Per-epoch, atomic, resumable checkpoints of one phase: an ordinary Keras callback.
 
-    Files are written atomically, weights first and `state.json` last, so the
-    state never names a file that is not complete. Place it right after the
-    `EarlyStopping` callback it mirrors: on a resumed run it puts that
-    callback's counters and best weights back, so patience and "restore the
-    best weights" carry across the interruption.
+        early_stopping = keras.callbacks.EarlyStopping(patience=5, restore_best_weights=True)
+        checkpoint = Checkpoint(run, "head", early_stopping)
+        model.fit(..., initial_epoch=checkpoint.resume(model), callbacks=[early_stopping, checkpoint])
+
+    After every epoch it writes the weights (with the optimizer's state), keeps
+    the best epoch's weights (lowest monitored value of `early_stopping`),
+    appends the history row, then writes `state.json` last, so a crash at any
+    moment leaves the previous epoch's state intact.
+
+    `resume(model)` decides, before `fit`, what to do with an earlier checkpoint
+    of this phase, and says so in one sentence:
+
+    - none: train from epoch 1;
+    - written for something else (another architecture, trainable set,
+      optimizer or learning rate, loss, data, or a changed earlier phase):
+      discarded, train from epoch 1;
+    - an interrupted phase: its weights, optimizer and early-stopping state are
+      restored and training continues after its last completed epoch;
+    - a finished phase: its final weights are restored and nothing is trained.
 
     Args:
-        state: the run's state.
+        run: the `Run`.
         phase: `"head"` or `"fine_tune"`.
-        early_stopping: the phase's `EarlyStopping` callback.
+        early_stopping: the phase's `EarlyStopping` callback (its monitor, mode
+            and counters carry across an interruption).
+        verbose: print what `resume` decided (0: silent).
     """
 
-    def __init__(self, state: RunState, phase: str, early_stopping: keras.callbacks.EarlyStopping):
+    def __init__(
+        self, run: Run, phase: str, early_stopping: keras.callbacks.EarlyStopping, *, verbose: int = 1
+    ):
         super().__init__()
-        self.state = state
-        self.phase_name = phase
+        if phase not in PHASES:
+            raise ValueError(f"phase must be one of {PHASES}. Received phase={phase!r}")
+        self.run = run
+        self.phase = phase
         self.es = early_stopping
+        self.verbose = verbose
+        self.outcome = "not resumed yet"
+        self._fingerprint: dict[str, str] | None = None
+        self._pending_es: dict[str, Any] | None = None
         self._t0 = 0.0
 
+    @property
+    def label(self) -> str:
+        return "The head phase" if self.phase == "head" else "Fine-tuning"
+
+    @property
+    def history(self) -> pd.DataFrame:
+        """Every epoch of this phase, from earlier sessions too."""
+        return history_frame(self.run.rows(self.phase))
+
+    def _is_better(self, current: float, best: float | None) -> bool:
+        if best is None:
+            return True
+        mode = self.es.mode
+        if mode == "auto":
+            mode = "max" if "acc" in self.es.monitor or "auc" in self.es.monitor else "min"
+        return current > best if mode == "max" else current < best
+
+    def resume(self, model: keras.Model, data: Any = None) -> int:
+        """Restore this phase's checkpoint if it belongs to `model` and `data`; return `initial_epoch`.
+
+        Args:
+            model: the compiled model about to be trained.
+            data: identity of the training data (NumPy arrays are hashed); default
+                the run's `data_key` (the split table and pipeline settings).
+
+        Returns:
+            The `initial_epoch` for `fit`: 0 to start, the last completed epoch to
+            continue, the planned number of epochs when the phase had finished.
+        """
+        earlier = [self.run.phase(p) for p in PHASES[: PHASES.index(self.phase)]]
+        fingerprint = model_fingerprint(model, self.run.data_key if data is None else data)
+        fingerprint["earlier"] = _hash([p and p.get("fingerprint") for p in earlier])
+        self._fingerprint = fingerprint
+        self._pending_es = None
+        stored = self.run.phase(self.phase)
+        where = self.run.layout.checkpoints
+        if stored is None or not stored.get("epoch"):
+            self._start(model, f"{self.label}: no checkpoint to continue from; training from epoch 1.")
+            return 0
+        changed = [k for k in _WHAT if stored.get("fingerprint", {}).get(k) != fingerprint[k]]
+        if changed:
+            what = ", ".join(_WHAT[k] for k in changed)
+            self._start(
+                model,
+                f"{self.label}: the checkpoint in {where} was written for a different {what}; "
+                "it is discarded and training starts from epoch 1.",
+                outcome="discarded",
+            )
+            return 0
+        best_file, latest_file = stored.get("best_file"), stored.get("latest_file")
+        try:
+            model.optimizer.build(model.trainable_variables)
+            if stored.get("done"):
+                final = best_file if stored.get("restore_best") else latest_file
+                model.load_weights(self.run.file(final))
+            else:
+                model.load_weights(self.run.file(best_file))
+                best_weights = model.get_weights()
+                model.load_weights(self.run.file(latest_file))
+                self._pending_es = {
+                    "best": stored["best"],
+                    "best_epoch": stored["best_epoch"],
+                    "wait": stored["epoch"] - 1 - stored["best_epoch"],
+                    "best_weights": best_weights,
+                }
+        except (OSError, ValueError, KeyError, TypeError, TrainError) as e:
+            self._start(
+                model,
+                f"{self.label}: the checkpoint in {where} cannot be read ({type(e).__name__}: {e}); "
+                "it is discarded and training starts from epoch 1.",
+                outcome="discarded",
+            )
+            return 0
+        epoch, planned = int(stored["epoch"]), int(stored["planned_epochs"])
+        if stored.get("done"):
+            self.outcome = "restored"
+            _say(
+                self.verbose,
+                f"{self.label} already finished in an earlier session ({epoch} epochs, best epoch "
+                f"{stored['best_epoch'] + 1}); its weights are restored and nothing is retrained. "
+                "Change what is trained, or restart the run, to train it again.",
+            )
+            return max(planned, epoch)
+        self.outcome = "resumed"
+        _say(
+            self.verbose,
+            f"{self.label}: resuming after epoch {epoch} of {planned} from the checkpoint in {where} "
+            "(same model, optimizer and data).",
+        )
+        return epoch
+
+    def _start(self, model: keras.Model, message: str, outcome: str = "fresh") -> None:
+        later = PHASES[PHASES.index(self.phase) :]
+        if any(self.run.phase(p) for p in later) or self.run.rows(self.phase):
+            self.run.clear(later)
+        self.outcome = outcome
+        _say(self.verbose, message)
+
+    # -- Keras hooks -------------------------------------------------------------
+
     def on_train_begin(self, logs=None):
-        ph = self.state.phase(self.phase_name)
-        if ph.get("best_file"):
-            self.es.best = ph["es_best"]
-            self.es.best_epoch = ph["es_best_epoch"]
-            self.es.wait = ph["es_wait"]
-            self.es.best_weights = _load_arrays(self.state.file(ph["best_file"]))
+        if self._fingerprint is None:
+            raise TrainError(
+                f"Call checkpoint.resume(model) for initial_epoch before fit: the {self.phase!r} "
+                "checkpoint must know what it belongs to."
+            )
+        record = self.run.state["phases"].setdefault(self.phase, {"epoch": 0})
+        record.update(fingerprint=self._fingerprint, planned_epochs=int(self.params.get("epochs") or 0))
+        record["restore_best"] = bool(self.es.restore_best_weights)
 
     def on_epoch_begin(self, epoch, logs=None):
         self._t0 = time.perf_counter()
+        if self._pending_es is not None:  # after EarlyStopping.on_train_begin reset its counters
+            for key, value in self._pending_es.items():
+                setattr(self.es, key, value)
+            self._pending_es = None
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        ph = self.state.phase(self.phase_name)
-        row: dict[str, Any] = {"phase": self.phase_name, "epoch": epoch + 1}
+        record = self.run.state["phases"][self.phase]
+        row: dict[str, Any] = {"phase": self.phase, "epoch": epoch + 1}
         row.update({k: float(v) for k, v in logs.items() if np.ndim(v) == 0})
         row["learning_rate"] = _learning_rate(self.model)
         row["seconds"] = round(time.perf_counter() - self._t0, 3)
-        latest = f"{self.phase_name}-latest-{epoch + 1:04d}.weights.h5"
-        _save_weights(self.model, self.state.file(latest))
-        if self.es.best_epoch == epoch and self.es.best_weights is not None:
-            best = f"{self.phase_name}-best-{epoch + 1:04d}.npz"
-            _save_arrays(self.es.best_weights, self.state.file(best))
-            ph["best_file"] = best
-        ph.update(
-            epoch=epoch + 1,
-            latest_file=latest,
-            es_best=None if self.es.best is None else float(self.es.best),
-            es_best_epoch=int(self.es.best_epoch),
-            es_wait=int(self.es.wait),
-            stopped=bool(self.model.stop_training),
-        )
-        history = [
-            r
-            for r in self.state.data["history"]
-            if not (r["phase"] == self.phase_name and r["epoch"] > epoch)
-        ]
-        self.state.data["history"] = [*history, row]
-        self.state.save()
-        self.state.remove_except(self.state.referenced())
+        latest = f"{self.phase}-latest-{epoch + 1:04d}.weights.h5"
+        _save_weights(self.model, self.run.file(latest))
+        current = logs.get(self.es.monitor)
+        if current is not None and self._is_better(float(current), record.get("best")):
+            best = f"{self.phase}-best-{epoch + 1:04d}.weights.h5"
+            _save_weights(self.model, self.run.file(best))
+            record.update(best=float(current), best_epoch=epoch, best_file=best)
+        record.update(epoch=epoch + 1, latest_file=latest, done=False)
+        self.run.state["history"] = [
+            r for r in self.run.state["history"] if not (r["phase"] == self.phase and r["epoch"] > epoch)
+        ] + [row]
+        self._save_and_prune()
+
+    def on_train_end(self, logs=None):
+        record = self.run.state["phases"].get(self.phase)
+        if record and record.get("epoch"):
+            record["done"] = True
+            self._save_and_prune()
+
+    def _save_and_prune(self) -> None:
+        self.run.save_state()
+        keep = {r.get(k) for r in self.run.state["phases"].values() for k in ("best_file", "latest_file")}
+        for p in self.run.layout.checkpoints.glob("*.weights.h5"):
+            if _CHECKPOINT_FILE.fullmatch(p.name) and p.name not in keep:
+                p.unlink(missing_ok=True)
 
 
-# --- the phases ---------------------------------------------------------------
+# --- the steps train() runs ---------------------------------------------------------------
 
 
-def _fit_phase(
+def fit_phase(
     model: keras.Model,
-    state: RunState,
+    run: Run,
     phase: str,
-    cfg: Config,
     train_data: Any,
     val_data: Any,
     *,
     epochs: int,
     batch_size: int | None = None,
+    data: Any = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     verbose: int = 2,
-) -> None:
-    """`model.fit` for one phase, resuming from the state's checkpoint (in place)."""
-    ph = state.phase(phase)
-    es = keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience, restore_best_weights=True)
-    initial_epoch = int(ph.get("epoch", 0))
-    if ph.get("latest_file"):
-        model.optimizer.build(model.trainable_variables)
-        model.load_weights(state.file(ph["latest_file"]))
-    if ph.get("stopped") or initial_epoch >= epochs:
-        if ph.get("best_file"):  # the phase had ended; only its bookkeeping was missing
-            model.set_weights(_load_arrays(state.file(ph["best_file"])))
-        return
-    all_callbacks = [es, PhaseCheckpoint(state, phase, es)]
-    if cfg.tensorboard:
-        all_callbacks.append(keras.callbacks.TensorBoard(log_dir=str(state.run.logs / phase)))
-    all_callbacks += list(callbacks)
-    if isinstance(train_data, tuple):
-        x, y = train_data
-        model.fit(
-            x,
-            y,
-            validation_data=val_data,
-            epochs=epochs,
-            initial_epoch=initial_epoch,
-            batch_size=batch_size,
-            shuffle=True,
-            callbacks=all_callbacks,
-            verbose=verbose,
-        )
-    else:
-        model.fit(
-            train_data,
-            validation_data=val_data,
-            epochs=epochs,
-            initial_epoch=initial_epoch,
-            shuffle=False,  # the training pipeline shuffles (seeded) by itself
-            callbacks=all_callbacks,
-            verbose=verbose,
-        )
-    if phase == "fine_tune":
-        keep_head_unless_fine_tuning_helped(model, state)
+) -> Checkpoint:
+    """`model.fit` with early stopping and a resumable `Checkpoint`, as notebook 03 writes it.
 
-
-def keep_head_unless_fine_tuning_helped(model: keras.Model, state: RunState) -> bool:
-    """After fine-tuning, fall back to the head phase's weights if no epoch beat them.
-
-    Early stopping restores the best *fine-tuning* epoch, which can still be
-    worse on validation loss than where fine-tuning started. Both phases are
-    scored on the same validation images without augmentation, so their
-    validation losses compare directly.
+    Args:
+        model: a compiled model.
+        run: the `Run`.
+        phase: `"head"` or `"fine_tune"`.
+        train_data: a `tf.data.Dataset`, or `(x, y)` arrays (cached features).
+        val_data: likewise, for validation.
+        epochs: epochs of the phase.
+        batch_size: for arrays only.
+        data: identity of the training data for the checkpoint (default: the
+            arrays themselves, or the run's `data_key` for datasets).
+        callbacks: extra Keras callbacks.
+        verbose: Keras `fit` verbosity; also whether the checkpoint says what it did.
 
     Returns:
-        True when the head phase's weights were restored.
+        The phase's `Checkpoint` (its `history` covers earlier sessions too).
     """
-    head = state.data["phases"].get("head", {})
-    head_rows, fine_rows = state.rows("head"), state.rows("fine_tune")
-    if not (head.get("done_file") and head_rows and fine_rows):
-        return False
-    best_head = min(float(r["val_loss"]) for r in head_rows)
-    best_fine = min(float(r["val_loss"]) for r in fine_rows)
-    if best_fine < best_head:
-        return False
-    warnings.warn(
-        f"Fine-tuning did not improve the validation loss (best {best_fine:.4f} against "
-        f"{best_head:.4f} after the head phase): the model keeps the head phase's weights. "
-        "Try more epochs, another learning rate or more stages (fine_tune_*).",
-        stacklevel=3,
+    early_stopping = keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=run.cfg.patience, restore_best_weights=True
     )
-    model.set_weights(_load_arrays(state.file(head["done_file"])))
+    checkpoint = Checkpoint(run, phase, early_stopping, verbose=verbose)
+    extra = list(callbacks)
+    if run.cfg.tensorboard:
+        extra.append(keras.callbacks.TensorBoard(log_dir=str(run.layout.logs / phase)))
+    if isinstance(train_data, tuple):
+        x, y = train_data
+        identity = data if data is not None else [x, y, *val_data]
+        kwargs: dict[str, Any] = {"x": x, "y": y, "batch_size": batch_size, "shuffle": True}
+    else:
+        identity = data
+        kwargs = {"x": train_data, "shuffle": False}  # the pipeline shuffles (seeded) by itself
+    model.fit(
+        **kwargs,
+        validation_data=val_data,
+        epochs=epochs,
+        initial_epoch=checkpoint.resume(model, identity),
+        callbacks=[early_stopping, checkpoint, *extra],
+        verbose=verbose,
+    )
+    return checkpoint
+
+
+def keep_better(
+    model: keras.Model,
+    head_weights: list[np.ndarray],
+    head_history: pd.DataFrame,
+    fine_history: pd.DataFrame,
+    *,
+    verbose: int = 1,
+) -> bool:
+    """After fine-tuning, put the head phase's weights back if fine-tuning never beat them.
+
+    Early stopping keeps the best *fine-tuning* epoch, which can still be worse
+    on the validation loss than where fine-tuning started. Both phases are scored
+    on the same validation images without augmentation, so their losses compare.
+
+    Args:
+        model: the fine-tuned classifier (changed in place).
+        head_weights: `model.get_weights()` taken right after the head phase.
+        head_history, fine_history: the two phases' histories (`Checkpoint.history`).
+        verbose: say which weights are kept (0: silent).
+
+    Returns:
+        True when the head phase's weights were put back.
+    """
+    if head_history.empty or fine_history.empty:
+        return False
+    best_head = float(head_history["val_loss"].min())
+    best_fine = float(fine_history["val_loss"].min())
+    if best_fine < best_head:
+        _say(
+            verbose,
+            f"Fine-tuning improved the validation loss from {best_head:.4f} to {best_fine:.4f}: "
+            "the fine-tuned weights are kept.",
+        )
+        return False
+    model.set_weights(head_weights)
+    _say(
+        verbose,
+        f"Fine-tuning never beat the head phase's validation loss ({best_fine:.4f} against "
+        f"{best_head:.4f}): the head phase's weights are kept. Try more epochs, another "
+        "learning rate or more stages (fine_tune_*).",
+    )
     return True
 
 
-class TrainingRun:
-    """The bookkeeping of one training run, so the lesson can stay in plain Keras.
+def calibrate(model: keras.Model, run: Run) -> dict[str, float]:
+    """Fit a temperature on the validation images and build it into the model (in place).
 
-    It seeds everything, reads the split, finds or discards earlier state of
-    the run, picks the distribution strategy and precision, supplies the cached
-    features and the datasets, runs `fit` with early stopping, per-epoch
-    checkpoints and resumption, and writes the artifacts. What is *trained*
-    (freezing, building the head, compiling with which learning rate) is up to
-    the caller: `train` below, or notebook 03, which spells it out.
+    Label smoothing leaves the model underconfident; dividing the logits by the
+    temperature that minimises the validation log loss fixes that without
+    changing any prediction (`flowerlib.calibration`).
 
-        run = TrainingRun(cfg)
-        model = run.build_model()                       # backbone frozen
-        ...compile the head..., run.fit(head, "head", ...); attach_head(model, head)
-        run.end_phase(model, "head")
-        ...unfreeze, recompile with a low rate..., run.fit(model, "fine_tune", ...)
-        run.end_phase(model, "fine_tune")
-        result = run.save(model)
-
-    Args:
-        cfg: the configuration.
-        table: the split table; default `flowerlib.splits.prepare_split(cfg)`.
-        callbacks: extra Keras callbacks for every `fit`.
-        restart: discard saved state of this run and start afresh.
-        verbose: Keras `fit` verbosity (0 silent, 1 progress bar, 2 a line per epoch).
-
-    Raises:
-        TrainError: the split has no train or no validation images.
+    Returns:
+        `temperature` (1.0: nothing changed) and the validation log loss and
+        calibration error before and after it.
     """
+    from flowerlib.calibration import apply_temperature, fit_temperature, scale_probabilities
+    from flowerlib.evaluate import compute_metrics
+    from flowerlib.pipeline import dataset_for
 
-    def __init__(
-        self,
-        cfg: Config,
-        table: pd.DataFrame | None = None,
-        *,
-        callbacks: Sequence[keras.callbacks.Callback] = (),
-        restart: bool = False,
-        verbose: int = 2,
-    ):
-        from flowerlib.runtime import seed_everything, select_strategy, use_mixed_precision
+    val = dataset_for(run.cfg, run.table, "val", training=False)
+    probs = model.predict(val, verbose=0)
+    labels = run.table.loc[run.table["split"] == "val", "label"].to_numpy(dtype=np.int64)
+    t = fit_temperature(probs, labels)
+    apply_temperature(model, t)
+    before, after = compute_metrics(labels, probs), compute_metrics(labels, scale_probabilities(probs, t))
+    return {
+        "temperature": round(t, 4),
+        "val_log_loss_before": round(before["log_loss"], 4),
+        "val_log_loss_after": round(after["log_loss"], 4),
+        "val_ece_before": round(before["ece"], 4),
+        "val_ece_after": round(after["ece"], 4),
+    }
 
-        seed_everything(cfg.seed)
-        if table is None:
-            from flowerlib.splits import prepare_split
 
-            table = prepare_split(cfg)
-        for part in ("train", "val"):
-            if not (table["split"] == part).any():
-                raise TrainError(
-                    f"The split table has no {part!r} images; training needs both train and val. "
-                    f"Parts present: {sorted(set(table['split']))}"
-                )
-        if cfg.tensorboard and importlib.util.find_spec("tensorboard") is None:
-            raise TrainError(
-                "tensorboard=True needs the TensorBoard package, which is not installed: "
-                "pip install tensorboard (or set FLOWERS_TENSORBOARD=false)."
-            )
-        self.cfg = cfg
-        self.table = table
-        self.callbacks = list(callbacks)
-        self.verbose = verbose
-        self.num_classes = max(cfg.num_classes, int(table["label"].max()) + 1)
-        self.layout = Layout(cfg.data_dir).run(cfg.run)
-        self.state, self.resumed = RunState.open(self.layout, run_fingerprint(cfg, table), restart=restart)
-        self.strategy = select_strategy(cfg)
-        self.info: dict[str, Any] = {
-            "strategy": type(self.strategy).__name__,
-            "replicas": int(self.strategy.num_replicas_in_sync),
-            "policy": "mixed_float16" if use_mixed_precision(cfg) else "float32",
-        }
-        self._datasets: tuple[Any, Any] | None = None
+def save_run(run: Run, model: keras.Model, info: dict[str, Any] | None = None) -> TrainResult:
+    """Write the artifacts (labels, model, config, history), then mark the run finished.
 
-    # -- what the caller asks ------------------------------------------------
+    The saved model has its backbone frozen (phase `"head"`): fine-tuning it
+    further is a deliberate `set_trainable` away.
+    """
+    from flowerlib.model import save_model, set_trainable
 
-    @property
-    def finished(self) -> bool:
-        """True when this run already completed (same configuration and split) and its model exists."""
-        return bool(self.state.data.get("done")) and self.layout.model.is_file()
+    rows = run.table.drop_duplicates("label").sort_values("label")
+    names = dict(zip(rows["label"].astype(int), rows["class_name"].astype(str), strict=True))
+    write_json(run.layout.labels, [names.get(i, str(i)) for i in range(run.num_classes)])
+    set_trainable(model, "head")
+    save_model(model, run.layout.model)
+    write_json(run.layout.config, run.cfg.to_dict())
+    info = dict(info or {})
+    run.state.update(finished=run.fingerprint, info=info)
+    run.save_state()
+    resumed = any(v in ("resumed", "restored") for v in info.get("phases", {}).values())
+    return TrainResult(model, run.history, run.layout, resumed=resumed, info=info)
 
-    def is_done(self, phase: str) -> bool:
-        """True when `phase` was completed (now or by an earlier, interrupted session)."""
-        return bool(self.state.phase(phase).get("done"))
 
-    @property
-    def history(self) -> pd.DataFrame:
-        """The history so far, both phases."""
-        return history_frame(self.state.rows())
+def load_finished(run: Run) -> TrainResult:
+    """The result of a finished run, loaded from its artifacts."""
+    from flowerlib.model import load_model
 
-    @property
-    def steps_per_epoch(self) -> int:
-        """Training batches per epoch."""
-        return math.ceil(int((self.table["split"] == "train").sum()) / self.cfg.batch_size)
-
-    @contextlib.contextmanager
-    def scope(self):
-        """Build and compile models inside: the chosen precision policy and distribution strategy."""
-        from flowerlib.runtime import precision_policy
-
-        with precision_policy(self.cfg), self.strategy.scope():
-            yield
-
-    def build_model(self) -> keras.Model:
-        """`flowerlib.model.build_classifier` for this run, inside `scope()`; the backbone starts frozen."""
-        from flowerlib.model import build_classifier
-
-        with self.scope():
-            return build_classifier(self.cfg, num_classes=self.num_classes)
-
-    def features(self, model: keras.Model):
-        """Cached pooled features of the train part (with augmented views) and the val part.
-
-        Returns:
-            `(train, val)` `flowerlib.cache.FeatureSet`s.
-        """
-        from flowerlib.cache import cached_features
-
-        train_f = cached_features(self.cfg, model, self.table, "train", verbose=self.verbose > 0)
-        val_f = cached_features(self.cfg, model, self.table, "val", views=0, verbose=self.verbose > 0)
-        self.info["cache_hit"] = bool(train_f.from_cache and val_f.from_cache)
-        self.info["extract_seconds"] = round(train_f.seconds + val_f.seconds, 2)
-        self.info["cache_files"] = [str(train_f.path), str(val_f.path)]
-        return train_f, val_f
-
-    def datasets(self):
-        """`(train, val)` `tf.data` pipelines (train shuffled and augmented)."""
-        if self._datasets is None:
-            from flowerlib.pipeline import dataset_for
-
-            self._datasets = (
-                dataset_for(self.cfg, self.table, "train"),
-                dataset_for(self.cfg, self.table, "val"),
-            )
-        return self._datasets
-
-    def fit(
-        self,
-        model: keras.Model,
-        phase: str,
-        train_data: Any,
-        val_data: Any,
-        *,
-        epochs: int,
-        batch_size: int | None = None,
-    ) -> pd.DataFrame:
-        """`model.fit` with early stopping, per-epoch checkpoints and resumption.
-
-        Continues after the last completed epoch of `phase` when an earlier
-        session was interrupted; does nothing when `phase` is already done (then
-        `end_phase` restores its result).
-
-        Args:
-            model: a compiled model.
-            phase: `"head"` or `"fine_tune"`.
-            train_data: a `tf.data.Dataset`, or `(x, y)` arrays (cached features).
-            val_data: likewise, for validation.
-            epochs: epochs of the phase.
-            batch_size: for arrays only.
-
-        Returns:
-            This phase's history.
-        """
-        if phase not in ("head", "fine_tune"):
-            raise ValueError(f"phase must be 'head' or 'fine_tune'. Received phase={phase!r}")
-        t0 = time.perf_counter()
-        if not self.is_done(phase):
-            _fit_phase(
-                model,
-                self.state,
-                phase,
-                self.cfg,
-                train_data,
-                val_data,
-                epochs=epochs,
-                batch_size=batch_size,
-                callbacks=self.callbacks,
-                verbose=self.verbose,
-            )
-        self.info[f"{phase}_seconds"] = round(
-            self.info.get(f"{phase}_seconds", 0) + time.perf_counter() - t0, 2
-        )
-        return history_frame(self.state.rows(phase))
-
-    def end_phase(self, model: keras.Model, phase: str) -> None:
-        """Close a phase: record the weights it ended with; if an earlier session did, restore them."""
-        ph = self.state.phase(phase)
-        if ph.get("done"):
-            model.set_weights(_load_arrays(self.state.file(ph["done_file"])))
-            return
-        done_file = f"{phase}-done.npz"
-        _save_arrays(model.get_weights(), self.state.file(done_file))
-        ph.update(done=True, done_file=done_file, latest_file=None, best_file=None)
-        self.state.save()
-        self.state.remove_except(self.state.referenced())
-
-    def calibrate(self, model: keras.Model) -> float:
-        """Fit a temperature on the validation images and build it into the model (in place).
-
-        Label smoothing leaves the model underconfident (with 102 classes its
-        confidence averaged far below its accuracy); dividing the logits by the
-        temperature that minimises the validation log loss fixes that without
-        changing any prediction (`flowerlib.calibration`). The validation images
-        already chose the best epoch; one more number fitted on them leaves the
-        test images untouched.
-
-        Returns:
-            The temperature (1.0: nothing changed). Also in `info["temperature"]`,
-            with the validation log loss and calibration error before and after.
-        """
-        from flowerlib.calibration import apply_temperature, fit_temperature, scale_probabilities
-        from flowerlib.evaluate import compute_metrics
-        from flowerlib.pipeline import dataset_for
-
-        val = dataset_for(self.cfg, self.table, "val", training=False)
-        probs = model.predict(val, verbose=0)
-        labels = self.table.loc[self.table["split"] == "val", "label"].to_numpy(dtype=np.int64)
-        t = fit_temperature(probs, labels)
-        apply_temperature(model, t)
-        before, after = compute_metrics(labels, probs), compute_metrics(labels, scale_probabilities(probs, t))
-        self.info.update(
-            temperature=round(t, 4),
-            val_log_loss_before=round(before["log_loss"], 4),
-            val_log_loss_after=round(after["log_loss"], 4),
-            val_ece_before=round(before["ece"], 4),
-            val_ece_after=round(after["ece"], 4),
-        )
-        return t
-
-    def load_finished(self) -> TrainResult:
-        """The result of a finished run, loaded from its artifacts."""
-        from flowerlib.model import load_model
-
-        info = {**self.state.data.get("info", {}), "loaded": True}
-        return TrainResult(load_model(self.layout.model), self.history, self.layout, resumed=True, info=info)
-
-    def save(self, model: keras.Model) -> TrainResult:
-        """Write the artifacts (labels, history, model, config), then mark the run done.
-
-        The saved model has its backbone frozen (phase `"head"`): fine-tuning it
-        further is a deliberate `set_trainable` away.
-        """
-        from flowerlib.model import save_model, set_trainable
-
-        rows = self.table.drop_duplicates("label").sort_values("label")
-        names = dict(zip(rows["label"].astype(int), rows["class_name"].astype(str), strict=True))
-        write_json(self.layout.labels, [names.get(i, str(i)) for i in range(self.num_classes)])
-        set_trainable(model, "head")
-        save_model(model, self.layout.model)
-        write_json(self.layout.config, self.cfg.to_dict())
-        self.state.data.update(done=True, info=self.info)
-        self.state.save()
-        return TrainResult(model, self.history, self.layout, resumed=self.resumed, info=dict(self.info))
+    info = {**run.state.get("info", {}), "loaded": True}
+    return TrainResult(load_model(run.layout.model), run.history, run.layout, resumed=True, info=info)
 
 
 def train(
@@ -676,15 +753,17 @@ def train(
 ) -> TrainResult:
     """Train the classifier of `cfg` in two phases and save it under `runs/<cfg.run>/`.
 
-    Notebook 03 runs the same steps one cell at a time.
+    Notebook 03 runs the same steps one cell at a time. A run that already
+    finished with the same configuration and split is loaded, not retrained
+    (it says so); an interrupted one continues where it stopped.
 
     Args:
         cfg: the configuration.
         table: the split table; default `flowerlib.splits.prepare_split(cfg)`.
-        callbacks: extra Keras callbacks for both phases' `fit` (the head
-            phase's on cached features too).
+        callbacks: extra Keras callbacks for both phases' `fit`.
         restart: discard any saved state of this run and start afresh.
-        verbose: Keras `fit` verbosity (0 silent, 1 progress bar, 2 one line per epoch).
+        verbose: Keras `fit` verbosity (0 silent, 1 progress bar, 2 one line
+            per epoch); with 0, the sentences about saved state are silent too.
 
     Returns:
         A `TrainResult` with the model, the history of both phases and the run layout.
@@ -693,51 +772,111 @@ def train(
         TrainError: the split has no train or no validation images.
         flowerlib.backbones.ModelConfigError: the model cannot be built as configured.
     """
-    from flowerlib.model import attach_head, compile_for_phase, head_model, loss_for, set_trainable
-    from flowerlib.runtime import seed_everything
+    from flowerlib.cache import cached_features
+    from flowerlib.model import build_classifier, compile_for_phase, loss_for, set_trainable
+    from flowerlib.pipeline import dataset_for
+    from flowerlib.runtime import precision_policy, seed_everything, select_strategy, use_mixed_precision
 
-    run = TrainingRun(cfg, table, callbacks=callbacks, restart=restart, verbose=verbose)
+    run = Run(cfg, table, restart=restart, verbose=verbose)
     if run.finished:
-        return run.load_finished()
-    model = run.build_model()
+        _say(
+            verbose,
+            f"Run {cfg.run!r} already finished with this configuration and split: its model is "
+            f"loaded from {run.layout.model}, nothing is retrained (restart=True or --restart trains again).",
+        )
+        return load_finished(run)
+    seed_everything(cfg.seed)
+    strategy = select_strategy(cfg)
+    info: dict[str, Any] = {
+        "strategy": type(strategy).__name__,
+        "replicas": int(strategy.num_replicas_in_sync),
+        "policy": "mixed_float16" if use_mixed_precision(cfg) else "float32",
+        "phases": {},
+    }
+    @contextlib.contextmanager
+    def scope():  # build and compile with the chosen precision and distribution strategy
+        with precision_policy(cfg), strategy.scope():
+            yield
+
+    with scope():
+        model = build_classifier(cfg, num_classes=run.num_classes)
+    datasets = None
+
+    def pipelines():
+        nonlocal datasets
+        if datasets is None:
+            datasets = (dataset_for(cfg, run.table, "train"), dataset_for(cfg, run.table, "val"))
+        return datasets
 
     # Phase 1: the head, on a frozen backbone.
+    t0 = time.perf_counter()
     if cfg.cache_features:
-        if not run.is_done("head"):
-            train_f, val_f = run.features(model)
-            seed_everything(cfg.seed)  # the same head whether the features came from disk or not
-            with run.scope():
-                head = head_model(train_f.features.shape[1], run.num_classes, cfg.dropout)
-                head.compile(
-                    optimizer=keras.optimizers.Adam(cfg.head_learning_rate),
-                    loss=loss_for(cfg),
-                    metrics=["accuracy"],
-                    jit_compile=False,
-                )
-            run.fit(
-                head,
-                "head",
-                (train_f.features, train_f.labels),
-                (val_f.features, val_f.labels),
-                epochs=cfg.head_epochs,
-                batch_size=cfg.batch_size,
+        train_f = cached_features(cfg, model, run.table, "train", verbose=verbose > 0)
+        val_f = cached_features(cfg, model, run.table, "val", views=0, verbose=verbose > 0)
+        info.update(
+            cache_hit=bool(train_f.from_cache and val_f.from_cache),
+            extract_seconds=round(train_f.seconds + val_f.seconds, 2),
+        )
+        head = model.get_layer("head")
+        with scope():
+            head.compile(
+                optimizer=keras.optimizers.Adam(cfg.head_learning_rate),
+                loss=loss_for(cfg),
+                metrics=["accuracy"],
+                jit_compile=False,
             )
-            attach_head(model, head)
+        t0 = time.perf_counter()
+        seed_everything(cfg.seed)  # the same shuffling whether the features came from disk or not
+        head_ckpt = fit_phase(
+            head,
+            run,
+            "head",
+            (train_f.features, train_f.labels),
+            (val_f.features, val_f.labels),
+            epochs=cfg.head_epochs,
+            batch_size=cfg.batch_size,
+            data=[train_f.key, val_f.key],
+            callbacks=callbacks,
+            verbose=verbose,
+        )
     else:
-        with run.scope():
+        with scope():
             compile_for_phase(set_trainable(model, "head"), "head", cfg)
-        run.fit(model, "head", *run.datasets(), epochs=cfg.head_epochs)
-    run.end_phase(model, "head")
+        head_ckpt = fit_phase(
+            model, run, "head", *pipelines(), epochs=cfg.head_epochs, callbacks=callbacks, verbose=verbose
+        )
+    info["head_seconds"] = round(time.perf_counter() - t0, 2)
+    info["phases"]["head"] = head_ckpt.outcome
 
     # Phase 2: fine-tune the last stages, BatchNorm frozen, low learning rate.
     if cfg.fine_tune_epochs > 0:
-        with run.scope():
+        head_weights = model.get_weights()
+        t0 = time.perf_counter()
+        with scope():
             set_trainable(model, "fine_tune", cfg.fine_tune_stages)
             compile_for_phase(model, "fine_tune", cfg, steps_per_epoch=run.steps_per_epoch)
-        run.fit(model, "fine_tune", *run.datasets(), epochs=cfg.fine_tune_epochs)
-        run.end_phase(model, "fine_tune")
+        fine_ckpt = fit_phase(
+            model,
+            run,
+            "fine_tune",
+            *pipelines(),
+            epochs=cfg.fine_tune_epochs,
+            callbacks=callbacks,
+            verbose=verbose,
+        )
+        info["fine_tune_seconds"] = round(time.perf_counter() - t0, 2)
+        info["phases"]["fine_tune"] = fine_ckpt.outcome
+        info["kept"] = (
+            "head"
+            if keep_better(model, head_weights, head_ckpt.history, fine_ckpt.history, verbose=verbose)
+            else "fine_tune"
+        )
+    else:
+        _say(verbose, "Fine-tuning is skipped: fine_tune_epochs=0.")
+        if run.phase("fine_tune"):
+            run.clear(["fine_tune"])
 
     # Make the confidence honest: one temperature, fitted on the validation images.
     if cfg.calibrate:
-        run.calibrate(model)
-    return run.save(model)
+        info.update(calibrate(model, run))
+    return save_run(run, model, info)

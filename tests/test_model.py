@@ -11,14 +11,13 @@ from flowerlib.config import Config
 from flowerlib.model import (
     Preprocess,
     SparseSmoothedCrossentropy,
-    attach_head,
     backbone_of,
     build_classifier,
     compile_for_phase,
     feature_extractor,
-    head_model,
     load_model,
     loss_for,
+    predictions_layer,
     save_model,
     set_trainable,
     trainable_summary,
@@ -46,11 +45,12 @@ def count(weights) -> int:
 
 def test_layers_follow_the_contract(resnet):
     names = [layer.name for layer in resnet.layers]
-    assert names == ["image", "preprocess", "backbone", "pool", "dropout", "predictions"]
+    assert names == ["image", "preprocess", "backbone", "pool", "head"]
+    assert [layer.name for layer in resnet.get_layer("head").layers] == ["dropout", "predictions"]
     assert isinstance(resnet.get_layer("preprocess"), Preprocess)
     assert isinstance(backbone_of(resnet), keras.Model)
-    assert resnet.get_layer("predictions").units == 5
-    assert resnet.get_layer("predictions").dtype_policy.name == "float32"
+    assert predictions_layer(resnet).units == 5
+    assert predictions_layer(resnet).dtype_policy.name == "float32"
     assert not any(isinstance(layer, keras.layers.Lambda) for layer in resnet.layers)
     # The backbone is called with training=False, recorded in the graph (and so in a saved model).
     node = backbone_of(resnet)._inbound_nodes[0]
@@ -59,7 +59,7 @@ def test_layers_follow_the_contract(resnet):
 
 def test_head_phase_freezes_the_whole_backbone(resnet):
     set_trainable(resnet, "head")
-    head = resnet.get_layer("predictions")
+    head = resnet.get_layer("head")
     assert count(resnet.trainable_weights) == count(head.trainable_weights) == 2048 * 5 + 5
     summary = trainable_summary(resnet)
     assert summary.loc["head", "trainable"] == 2048 * 5 + 5
@@ -156,19 +156,20 @@ def test_save_and_load_give_identical_predictions(tmp_path, resnet):
         load_model(tmp_path / "absent.keras")
 
 
-def test_head_trained_on_features_attaches_to_the_classifier(tmp_path):
+def test_training_the_head_on_features_trains_the_classifiers_head(tmp_path):
     cfg = make_cfg(tmp_path, backbone="tiny", num_classes=4)
     model = build_classifier(cfg)
-    head = head_model(128, 4, 0.0)
-    head.get_layer("predictions").set_weights(
-        [np.full((128, 4), 0.01, "float32"), np.arange(4, dtype="float32")]
-    )
-    attach_head(model, head)
-    x = images(2)
+    head = model.get_layer("head")  # one object: the classifier's head and the feature-cache model
+    x = images(6)
     features = feature_extractor(model).predict(x, verbose=0)
-    np.testing.assert_allclose(head.predict(features, verbose=0), model.predict(x, verbose=0), rtol=1e-5)
-    with pytest.raises(ModelConfigError, match="do not fit"):
-        attach_head(model, head_model(128, 7, 0.0))
+    before = model.predict(x, verbose=0)
+    head.compile(optimizer=keras.optimizers.Adam(0.1), loss="sparse_categorical_crossentropy")
+    head.fit(features, np.array([0, 1, 2, 3, 0, 1]), epochs=3, verbose=0)
+    after = model.predict(x, verbose=0)
+    assert np.abs(after - before).max() > 1e-3  # the classifier changed with the head
+    np.testing.assert_allclose(head.predict(features, verbose=0), after, rtol=1e-5, atol=1e-6)
+    trainable = {id(w) for w in model.trainable_weights}
+    assert trainable == {id(w) for w in head.weights}  # the backbone stayed frozen
 
 
 def test_smoothed_loss_matches_the_formula_and_plain_sparse_crossentropy_at_zero():

@@ -14,7 +14,7 @@ import pytest
 
 from flowerlib.artifacts import Layout, read_json
 from flowerlib.config import Config
-from flowerlib.model import load_model
+from flowerlib.model import load_model, predictions_layer
 from flowerlib.train import TrainError, read_history, train
 
 
@@ -79,12 +79,10 @@ def test_both_phases_write_a_model_that_loads_and_predicts_the_same(data_dir):
     assert result.info["cache_hit"] is False and result.info["replicas"] == 1
     run = result.run
     assert run == Layout(data_dir).run("both")
-    assert read_json(run.labels) == [
-        "pink primrose",
-        "hard-leaved pocket orchid",
-        "canterbury bells",
-        "sweet pea",
-    ]
+    from flowerlib.splits import prepare_split
+
+    names = prepare_split(cfg).drop_duplicates("label").sort_values("label")["class_name"].tolist()
+    assert read_json(run.labels) == names and len(names) == 4
     assert Config.from_dict(read_json(run.config)) == cfg
     assert (
         read_history(run)[["phase", "epoch"]].values.tolist() == history[["phase", "epoch"]].values.tolist()
@@ -98,6 +96,7 @@ def test_both_phases_write_a_model_that_loads_and_predicts_the_same(data_dir):
     again = train(cfg, callbacks=[counter], verbose=0)
     assert again.resumed and counter.count == 0
     assert again.history.equals(history)
+    assert result.info["phases"] == {"head": "fresh", "fine_tune": "fresh"}
 
 
 def test_plain_head_path_trains_the_frozen_backbone_inside_fit(data_dir):
@@ -142,21 +141,31 @@ def test_a_crashed_run_resumes_after_its_last_completed_epoch(data_dir, phase, e
     assert not [p for p in run.root.rglob("*") if ".tmp" in p.name]
 
 
-def test_a_changed_configuration_does_not_resume_stale_state(data_dir):
+def test_a_changed_head_does_not_resume_stale_state_and_says_so(data_dir, capsys):
     cfg = make_cfg(data_dir, "changed", fine_tune_epochs=0)
     with pytest.raises(SimulatedCrash):
         train(cfg, callbacks=[CrashAfter("head", 2)], verbose=0)
-    changed = cfg.replace(head_epochs=4)
-    with pytest.warns(UserWarning, match="another configuration"):
-        result = train(changed, verbose=0)
-    assert not result.resumed
+    result = train(cfg.replace(dropout=0.5), verbose=2)
+    said = capsys.readouterr().out
+    assert "written for a different model architecture; it is discarded" in said
+    assert result.info["phases"]["head"] == "discarded" and not result.resumed
+    assert result.history["epoch"].tolist() == [1, 2, 3]
+
+
+def test_more_epochs_continue_an_interrupted_phase_of_the_same_model(data_dir, capsys):
+    cfg = make_cfg(data_dir, "more-epochs", fine_tune_epochs=0)
+    with pytest.raises(SimulatedCrash):
+        train(cfg, callbacks=[CrashAfter("head", 2)], verbose=0)
+    result = train(cfg.replace(head_epochs=4), verbose=2)
+    assert "The head phase: resuming after epoch 2 of 3" in capsys.readouterr().out
+    assert result.info["phases"]["head"] == "resumed"
     assert result.history["epoch"].tolist() == [1, 2, 3, 4]
 
 
 def test_same_seed_gives_the_same_head_on_cpu(data_dir):
     cfg = make_cfg(data_dir, "seeded", fine_tune_epochs=0)
-    first = train(cfg, restart=True, verbose=0).model.get_layer("predictions").get_weights()
-    second = train(cfg, restart=True, verbose=0).model.get_layer("predictions").get_weights()
+    first = predictions_layer(train(cfg, restart=True, verbose=0).model).get_weights()
+    second = predictions_layer(train(cfg, restart=True, verbose=0).model).get_weights()
     for a, b in zip(first, second, strict=True):
         np.testing.assert_array_equal(a, b)
 
@@ -200,10 +209,8 @@ def test_runtime_choices_follow_the_config(tmp_path):
     from flowerlib import runtime
 
     cfg = Config.for_profile("smoke", data_dir=tmp_path)
-    assert runtime.use_jit(cfg, "extract") is False  # measured slower on the CPU
-    assert runtime.use_jit(cfg.replace(jit_compile="on"), "extract") is True
-    assert runtime.use_jit(cfg, "train") is False
-    assert runtime.use_jit(cfg.replace(jit_compile="on"), "train") is True
+    assert runtime.use_jit(cfg) is False  # measured slower on the CPU
+    assert runtime.use_jit(cfg.replace(jit_compile="on")) is True
     assert runtime.use_mixed_precision(cfg) is (runtime.gpu_count() > 0)
     before = keras.mixed_precision.global_policy().name
     with runtime.precision_policy(cfg.replace(mixed_precision="on")) as policy:
@@ -214,10 +221,11 @@ def test_runtime_choices_follow_the_config(tmp_path):
         runtime.seed_everything(-1)
 
 
-def test_fine_tuning_that_does_not_help_keeps_the_head_phase_weights(data_dir):
+def test_fine_tuning_that_does_not_help_keeps_the_head_phase_weights(data_dir, capsys):
     head_only = train(make_cfg(data_dir, "head-only", fine_tune_epochs=0), verbose=0)
-    with pytest.warns(UserWarning, match="Fine-tuning did not improve the validation loss"):
-        harmful = train(make_cfg(data_dir, "harmful", fine_tune_learning_rate=0.9), verbose=0)
+    harmful = train(make_cfg(data_dir, "harmful", fine_tune_learning_rate=0.9), verbose=2)
+    assert "the head phase's weights are kept" in capsys.readouterr().out
+    assert harmful.info["kept"] == "head"
     history = harmful.history
     assert (
         history[history.phase == "fine_tune"]["val_loss"].min()
@@ -238,6 +246,7 @@ def test_same_seed_gives_the_same_head_in_separate_processes(tmp_path):
         import hashlib, sys
         from flowerlib import synthetic
         from flowerlib.config import Config
+        from flowerlib.model import predictions_layer
         from flowerlib.train import train
         root = sys.argv[1]
         synthetic.make_dataset(root, num_classes=4, images_per_class=8, image_size=32, seed=0)
@@ -245,7 +254,7 @@ def test_same_seed_gives_the_same_head_in_separate_processes(tmp_path):
             "smoke", data_dir=root, num_classes=4, image_size=32, batch_size=4,
             head_epochs=3, fine_tune_epochs=0, cache_views=1,
         )
-        weights = train(cfg, verbose=0).model.get_layer("predictions").get_weights()
+        weights = predictions_layer(train(cfg, verbose=0).model).get_weights()
         print(hashlib.sha256(b"".join(w.tobytes() for w in weights)).hexdigest())
         """
     )
@@ -293,3 +302,35 @@ def test_training_ends_with_a_temperature_fitted_on_validation_built_into_the_sa
         calibrated.model.predict(x, verbose=0).argmax(1), plain.model.predict(x, verbose=0).argmax(1)
     )
     assert train(make_cfg(data_dir, "calibrated"), verbose=0).info["temperature"] == info["temperature"]
+
+
+def test_unreadable_or_foreign_run_state_is_set_aside_with_a_message(data_dir, capsys):
+    cfg = make_cfg(data_dir, "broken-state", fine_tune_epochs=0)
+    run = Layout(data_dir).run(cfg.run)
+    run.checkpoints.mkdir(parents=True)
+    run.state.write_text("{not json")
+    result = train(cfg, verbose=2)
+    assert "cannot be used" in capsys.readouterr().out and result.run.model.is_file()
+
+    state = read_json(run.state)
+    state["finished"] = None
+    state["phases"]["head"]["best_file"] = "../../../../etc/passwd"
+    run.state.write_text(json.dumps(state))
+    outside = data_dir.parent / "keep-me.txt"
+    outside.write_text("not flowerlib's")
+    again = train(cfg, verbose=2)
+    said = capsys.readouterr().out
+    assert "not a checkpoint flowerlib writes" in said and "it is discarded" in said
+    assert again.info["phases"]["head"] == "discarded" and outside.read_text() == "not flowerlib's"
+
+
+def test_a_garbage_checkpoint_file_is_discarded_with_a_message(data_dir, capsys):
+    cfg = make_cfg(data_dir, "garbage-weights", fine_tune_epochs=0)
+    with pytest.raises(SimulatedCrash):
+        train(cfg, callbacks=[CrashAfter("head", 2)], verbose=0)
+    run = Layout(data_dir).run(cfg.run)
+    for p in run.checkpoints.glob("*.weights.h5"):
+        p.write_bytes(b"garbage")
+    result = train(cfg, verbose=2)
+    assert "cannot be read" in capsys.readouterr().out
+    assert result.history["epoch"].tolist() == [1, 2, 3]
