@@ -13,6 +13,7 @@ from typing import Any
 from flowerlib.artifacts import Layout, RunLayout
 from flowerlib.classes import CLASS_NAMES, class_names
 from flowerlib.config import Config, ConfigError
+from flowerlib.errors import FlowerlibError
 
 __version__ = "0.1.0"
 
@@ -20,6 +21,7 @@ __all__ = [
     "CLASS_NAMES",
     "Config",
     "ConfigError",
+    "FlowerlibError",
     "Layout",
     "PredictionError",
     "RunLayout",

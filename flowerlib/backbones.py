@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from flowerlib.errors import FlowerlibError
+
 if TYPE_CHECKING:
     import keras
 
@@ -32,7 +34,7 @@ PREPROCESS_MODES = ("caffe", "tf", "torch")
 BACKBONE_LAYER_NAME = "backbone"
 
 
-class ModelConfigError(ValueError):
+class ModelConfigError(FlowerlibError, ValueError):
     """The model cannot be built as configured (unknown backbone, bad weights, too small input)."""
 
 

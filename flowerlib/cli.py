@@ -36,46 +36,20 @@ from typing import Any
 
 from flowerlib.artifacts import Layout
 from flowerlib.config import Config
+from flowerlib.errors import FlowerlibError
 
 EXIT_OK = 0
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 
 
-class CommandError(Exception):
+class CommandError(FlowerlibError):
     """The command cannot do what was asked (e.g. `clean-data` without confirmation)."""
 
 
-#: The exception classes, per module, that mean "the user must change something":
-#: `main` reports them in one line and exits with status 2.
-USER_ERRORS: dict[str, tuple[str, ...]] = {
-    "flowerlib.config": ("ConfigError",),
-    "flowerlib.download": ("DownloadError",),
-    "flowerlib.splits": ("SplitError", "DatasetNotReadyError"),
-    "flowerlib.pipeline": ("PipelineError",),
-    "flowerlib.backbones": ("ModelConfigError",),
-    "flowerlib.train": ("TrainError",),
-    "flowerlib.evaluate": ("EvaluationError", "ModelNotFoundError"),
-    "flowerlib.prediction": ("PredictionError",),
-}
-
-
-def user_errors() -> tuple[type[BaseException], ...]:
-    """The exception types `main` reports as user errors (see `USER_ERRORS`).
-
-    Only modules that are already imported can have raised their exceptions, so
-    only those are looked up: this imports nothing (in particular no TensorFlow).
-
-    Returns:
-        `CommandError`, `FileNotFoundError` and the classes of `USER_ERRORS`
-        whose modules are loaded.
-    """
-    found: list[type[BaseException]] = [CommandError, FileNotFoundError]
-    for module, names in USER_ERRORS.items():
-        loaded = sys.modules.get(module)
-        if loaded is not None:
-            found.extend(getattr(loaded, name) for name in names)
-    return tuple(found)
+#: What `main` reports in one line, exiting with status 2: every flowerlib error,
+#: and a missing file (e.g. an image passed to `predict`).
+USER_ERRORS = (FlowerlibError, FileNotFoundError)
 
 
 # --- configuration from flags ------------------------------------------------------
@@ -569,7 +543,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
-    except user_errors() as e:
+    except USER_ERRORS as e:
         if debug:
             raise
         message = " ".join(str(e).split()) or type(e).__name__

@@ -14,12 +14,14 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from flowerlib.errors import FlowerlibError
+
 PROFILES = ("full", "smoke")
 SPLITS = ("official", "trainval", "random")
 ENV_PREFIX = "FLOWERS_"
 
 
-class ConfigError(ValueError):
+class ConfigError(FlowerlibError, ValueError):
     """A configuration value is invalid (bad type, out of range, unknown name)."""
 
 

@@ -54,6 +54,7 @@ from flowerlib.artifacts import (
     verified_marker,
     write_json,
 )
+from flowerlib.errors import FlowerlibError
 
 if TYPE_CHECKING:
     from flowerlib.config import Config
@@ -68,7 +69,7 @@ _HTML_STARTS = (b"<!doctype html", b"<html", b"<head", b"<body", b"<?xml")
 _POOCH_TMP_RE = re.compile(r"^tmp[a-z0-9_]{8}$")  # tempfile.NamedTemporaryFile names
 
 
-class DownloadError(RuntimeError):
+class DownloadError(FlowerlibError, RuntimeError):
     """The dataset cannot be fetched, verified or extracted; the message says what to do."""
 
 

@@ -27,6 +27,7 @@ import pandas as pd
 
 from flowerlib import artifacts
 from flowerlib.artifacts import Layout, RunLayout
+from flowerlib.errors import FlowerlibError
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
@@ -36,11 +37,11 @@ if TYPE_CHECKING:  # pragma: no cover
 SUBSETS = ("train", "val", "test")
 
 
-class ModelNotFoundError(FileNotFoundError):
+class ModelNotFoundError(FlowerlibError, FileNotFoundError):
     """The trained model (or its labels) is not in the run folder yet."""
 
 
-class EvaluationError(ValueError):
+class EvaluationError(FlowerlibError, ValueError):
     """The inputs of an evaluation do not fit together (shapes, labels, subset)."""
 
 

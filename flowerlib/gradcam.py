@@ -20,11 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from flowerlib.errors import FlowerlibError
+
 if TYPE_CHECKING:  # pragma: no cover
     import keras
 
 
-class GradCAMError(ValueError):
+class GradCAMError(FlowerlibError, ValueError):
     """The model or layer does not fit Grad-CAM (no nested backbone, unknown layer)."""
 
 

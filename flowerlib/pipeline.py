@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from flowerlib.errors import FlowerlibError
 from flowerlib.splits import COLUMNS, PARTS
 
 if TYPE_CHECKING:  # TensorFlow and pandas are imported when a function runs
@@ -32,7 +33,7 @@ ROTATION_FACTOR = 0.1  # up to +-10 % of a full turn (+-36 degrees)
 ZOOM_FACTOR = 0.2  # zoom *in* by up to 20 % (a random crop, no padded borders)
 
 
-class PipelineError(ValueError):
+class PipelineError(FlowerlibError, ValueError):
     """A split table or data directory cannot be turned into a dataset."""
 
 

@@ -36,6 +36,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from flowerlib.errors import FlowerlibError
+
 if TYPE_CHECKING:  # pragma: no cover
     import keras
 
@@ -48,7 +50,7 @@ _CHUNK = 64 * 1024
 EXAMPLE_PHOTO = "example_flower.jpg"
 
 
-class PredictionError(ValueError):
+class PredictionError(FlowerlibError, ValueError):
     """The source cannot be turned into an image the model can classify."""
 
 

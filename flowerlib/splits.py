@@ -54,6 +54,7 @@ import numpy as np
 
 from flowerlib.artifacts import Layout, atomic_path, read_json, sha256_file, write_json
 from flowerlib.classes import NUM_CLASSES, class_names
+from flowerlib.errors import FlowerlibError
 
 if TYPE_CHECKING:  # pandas is imported lazily: importing flowerlib stays light
     import pandas as pd
@@ -70,11 +71,11 @@ TRAINVAL_VAL_FRACTION = 0.1
 FORMAT_VERSION = 2
 
 
-class SplitError(ValueError):
+class SplitError(FlowerlibError, ValueError):
     """A split cannot be built, or a split table is inconsistent with the dataset."""
 
 
-class DatasetNotReadyError(FileNotFoundError):
+class DatasetNotReadyError(FlowerlibError, FileNotFoundError):
     """The files step 1 (`01_download.ipynb`) writes are missing or unreadable."""
 
 

@@ -46,6 +46,7 @@ import keras
 import numpy as np
 
 from flowerlib.artifacts import Layout, RunLayout, read_json, write_json, write_text
+from flowerlib.errors import FlowerlibError
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -73,7 +74,7 @@ _DATA_SETTINGS = ("image_size", "batch_size", "augment", "seed", "split", "split
 _CHECKPOINT_FILE = re.compile(r"(head|fine_tune)-(latest|best)-\d{4}\.weights\.h5")
 
 
-class TrainError(RuntimeError):
+class TrainError(FlowerlibError, RuntimeError):
     """Training cannot start or continue (e.g. an empty train or validation part)."""
 
 
