@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     common.setup_tensorflow()
 
     from flowerlib.calibration import fit_temperature, scale_probabilities
-    from flowerlib.evaluate import compute_metrics
+    from flowerlib.metrics import compute_metrics
     from flowerlib.model import load_model
     from flowerlib.pipeline import dataset_for
 

@@ -332,7 +332,7 @@ def plot_per_class_accuracy(per_class, *, ax=None):
     """Per-class accuracy as a sorted horizontal bar chart (worst class on top).
 
     Args:
-        per_class: the table from `evaluate.per_class_table` (or `Evaluation.per_class`).
+        per_class: the table from `metrics.per_class_table` (or `Evaluation.per_class`).
         ax: an existing Axes to draw into.
 
     Returns:
@@ -367,7 +367,7 @@ def plot_reliability(reliability, ece: float | None = None):
     lower panel shows how many predictions fall in each bin.
 
     Args:
-        reliability: `evaluate.reliability(...)` (a `Reliability`) or its table.
+        reliability: `metrics.reliability(...)` (a `Reliability`) or its table.
         ece: the expected calibration error (taken from `reliability` if it has one).
 
     Returns:

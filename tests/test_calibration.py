@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from flowerlib.calibration import apply_temperature, fit_temperature, log_loss_at, scale_probabilities
-from flowerlib.evaluate import compute_metrics
+from flowerlib.metrics import compute_metrics
 
 
 def softmax(z):
