@@ -615,7 +615,7 @@ def _synthetic(cfg: Config, layout: Layout) -> Layout:
             "profile's default is its own folder)."
         )
     layout.dataset_marker.unlink(missing_ok=True)
-    synthetic.make_dataset(layout.root, **params)
+    synthetic.write_dataset(layout.root, **params)
     n = params["num_classes"] * params["images_per_class"]
     _record(layout, "synthetic", num_labels=n, num_images=n, synthetic=params)
     return layout

@@ -119,7 +119,7 @@ class Evaluation:
         """The `row`-th evaluated image as the model saw it (resized, centre-cropped), 0..255."""
         from flowerlib import pipeline
 
-        return pipeline.load_image(self.data_dir / self.table["file"].iloc[row], self.image_size)
+        return pipeline.read_image(self.data_dir / self.table["file"].iloc[row], self.image_size)
 
 
 def _class_names_for(table: pd.DataFrame, num_outputs: int) -> list[str]:

@@ -236,7 +236,7 @@ def dataset_for(
     )
 
 
-def load_image(path: str | Path, image_size: int) -> np.ndarray:
+def read_image(path: str | Path, image_size: int) -> np.ndarray:
     """One image as the pipeline sees it (resized, centre-cropped), as a NumPy array.
 
     Returns:
@@ -255,7 +255,7 @@ def augmented_views(image: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
     """`n` random augmentations of one image (for the notebook's plot).
 
     Args:
-        image: `[S, S, 3]` array in 0..255 (e.g. from `load_image`).
+        image: `[S, S, 3]` array in 0..255 (e.g. from `read_image`).
         n: number of views.
         seed: seed of the augmentation.
 

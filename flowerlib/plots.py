@@ -175,7 +175,7 @@ def split_counts(table, *, title: str | None = None) -> plt.Figure:
     return fig
 
 
-def augmented_views(original, views, *, ncols: int = 4, title: str | None = None) -> plt.Figure:
+def plot_augmented_views(original, views, *, ncols: int = 4, title: str | None = None) -> plt.Figure:
     """The original image followed by its augmented versions, in a grid.
 
     Args:

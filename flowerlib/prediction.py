@@ -303,27 +303,11 @@ def load_image(
     return _to_rgb(image, what).astype(np.float32)
 
 
-def resize_and_crop(image: np.ndarray, image_size: int) -> np.ndarray:
-    """Bring an `(H, W, 3)` image to `(image_size, image_size, 3)` exactly as the pipeline does.
-
-    The geometry of the input pipeline (`flowerlib.pipeline.resize_and_crop`):
-    resize so the shorter side is `image_size` (bilinear, antialiased, aspect
-    ratio kept), crop the centre square, clip to 0..255.
-
-    Args:
-        image: RGB array `(H, W, 3)` in 0..255.
-        image_size: side of the output square, in pixels.
-
-    Returns:
-        float32 array `(image_size, image_size, 3)` in 0..255.
-    """
-    from flowerlib.pipeline import resize_and_crop as _resize_and_crop
-
-    return _resize_and_crop(np.asarray(image, dtype=np.float32), image_size).numpy()
-
-
 def prepare_image(source: Any, image_size: int, **load_kwargs: Any) -> np.ndarray:
-    """`load_image` followed by `resize_and_crop`: the model's view of `source`.
+    """`load_image` followed by the pipeline's resize and centre crop: the model's view of `source`.
+
+    The geometry is the input pipeline's (`flowerlib.pipeline.resize_and_crop`),
+    so a photo looks the same to the model here as in training and evaluation.
 
     Args:
         source: anything `load_image` accepts.
@@ -333,7 +317,9 @@ def prepare_image(source: Any, image_size: int, **load_kwargs: Any) -> np.ndarra
     Returns:
         float32 array `(image_size, image_size, 3)` in 0..255.
     """
-    return resize_and_crop(load_image(source, **load_kwargs), image_size)
+    from flowerlib.pipeline import resize_and_crop
+
+    return resize_and_crop(load_image(source, **load_kwargs), image_size).numpy()
 
 
 # --- classifying -----------------------------------------------------------------

@@ -237,7 +237,7 @@ def _write_mat(path: Path, arrays: dict[str, np.ndarray]) -> None:
     path.write_bytes(bytes(data))
 
 
-def make_dataset(
+def write_dataset(
     root: str | os.PathLike,
     *,
     num_classes: int,
@@ -307,7 +307,7 @@ def make_archive(root: str | os.PathLike, archive_path: str | os.PathLike) -> Pa
     and written atomically.
 
     Args:
-        root: a data directory holding `jpg/` (e.g. from `make_dataset`).
+        root: a data directory holding `jpg/` (e.g. from `write_dataset`).
         archive_path: where to write the archive.
 
     Returns:
@@ -319,7 +319,7 @@ def make_archive(root: str | os.PathLike, archive_path: str | os.PathLike) -> Pa
     layout = Layout(Path(root))
     if not layout.jpg_dir.is_dir():
         raise FileNotFoundError(
-            f"No jpg/ folder in {layout.root}: run synthetic.make_dataset({str(layout.root)!r}, ...) first."
+            f"No jpg/ folder in {layout.root}: run synthetic.write_dataset({str(layout.root)!r}, ...) first."
         )
     archive_path = Path(archive_path)
 
@@ -353,5 +353,5 @@ __all__ = [
     "class_traits",
     "draw_flower",
     "make_archive",
-    "make_dataset",
+    "write_dataset",
 ]

@@ -24,7 +24,7 @@ def synthetic_root(tmp_path_factory):
     from flowerlib import synthetic
 
     root = tmp_path_factory.mktemp("synthetic")
-    synthetic.make_dataset(root, num_classes=10, images_per_class=12, image_size=64, seed=0)
+    synthetic.write_dataset(root, num_classes=10, images_per_class=12, image_size=64, seed=0)
     return root
 
 

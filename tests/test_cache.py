@@ -16,7 +16,7 @@ def data_dir(tmp_path_factory):
     from flowerlib import synthetic
 
     root = tmp_path_factory.mktemp("cache-data")
-    synthetic.make_dataset(root, num_classes=3, images_per_class=8, image_size=32, seed=0)
+    synthetic.write_dataset(root, num_classes=3, images_per_class=8, image_size=32, seed=0)
     return root
 
 

@@ -27,7 +27,7 @@ def _remote(path) -> RemoteFile:
 def dataset(tmp_path_factory):
     """A tiny synthetic dataset, its archive, and `Sources` describing the three files."""
     root = tmp_path_factory.mktemp("tiny")
-    layout = synthetic.make_dataset(
+    layout = synthetic.write_dataset(
         root / "extracted", num_classes=3, images_per_class=4, image_size=16, seed=0
     )
     archive = synthetic.make_archive(layout.root, root / "102flowers.tgz")

@@ -43,7 +43,7 @@ def test_eval_order_equals_table_order_and_is_repeatable(synthetic_root, table):
     np.testing.assert_array_equal(labels1, shuffled["label"].to_numpy())
     np.testing.assert_array_equal(labels2, labels1)
     np.testing.assert_array_equal(images2, images1)
-    first = pipeline.load_image(synthetic_root / shuffled["file"].iloc[0], S)
+    first = pipeline.read_image(synthetic_root / shuffled["file"].iloc[0], S)
     np.testing.assert_array_equal(images1[0], first)
 
 
@@ -78,7 +78,7 @@ def _stripes(path, size, vertical):
 def test_centre_crop_of_a_non_square_image_keeps_the_centre(tmp_path, size):
     path = tmp_path / "stripes.jpg"
     _stripes(path, size, vertical=size[0] > size[1])
-    image = pipeline.load_image(path, S)
+    image = pipeline.read_image(path, S)
     assert image.shape == (S, S, 3) and image.dtype == np.float32
     inner = image[2:-2, 2:-2]  # away from the red/green edges
     assert inner[..., 1].min() > 200 and inner[..., 0].max() < 60, "the crop must be the green centre"
@@ -87,11 +87,11 @@ def test_centre_crop_of_a_non_square_image_keeps_the_centre(tmp_path, size):
 def test_small_images_are_upscaled_to_the_requested_size(tmp_path):
     path = tmp_path / "small.jpg"
     Image.fromarray(np.full((10, 15, 3), 128, np.uint8)).save(path)
-    assert pipeline.load_image(path, S).shape == (S, S, 3)
+    assert pipeline.read_image(path, S).shape == (S, S, 3)
 
 
 def test_augmentation_changes_pixels_but_not_shape_or_range(synthetic_root, table):
-    image = pipeline.load_image(synthetic_root / table["file"].iloc[0], S)
+    image = pipeline.read_image(synthetic_root / table["file"].iloc[0], S)
     views = pipeline.augmented_views(image, 4, seed=0)
     assert views.shape == (4, S, S, 3) and views.dtype == np.float32
     assert views.min() >= 0.0 and views.max() <= 255.0

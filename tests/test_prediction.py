@@ -138,7 +138,7 @@ def test_predict_many_keeps_sources_apart(model):
     assert table["source"].tolist() == [0, 1] and table["name"].tolist() == ["red", "blue"]
 
 
-def test_resize_and_crop_agrees_with_the_pipeline(tmp_path):
+def test_prepare_image_agrees_with_the_pipeline(tmp_path):
     from flowerlib import pipeline
 
     rng = np.random.default_rng(0)
@@ -147,7 +147,7 @@ def test_resize_and_crop_agrees_with_the_pipeline(tmp_path):
         path = tmp_path / f"{shape[0]}x{shape[1]}.png"  # lossless: both see the same pixels
         Image.fromarray(array).save(path)
         ours = prediction.prepare_image(path, SIZE)
-        theirs = pipeline.load_image(path, SIZE)
+        theirs = pipeline.read_image(path, SIZE)
         assert ours.shape == theirs.shape == (SIZE, SIZE, 3)
         np.testing.assert_allclose(ours, theirs, atol=1e-3)
 

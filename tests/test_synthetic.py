@@ -53,16 +53,16 @@ def test_split_is_disjoint_complete_and_a_quarter_per_class(synthetic_root):
 
 
 def test_forty_per_class_splits_ten_ten_twenty(tmp_path):
-    layout = synthetic.make_dataset(tmp_path, num_classes=2, images_per_class=40, image_size=16, seed=3)
+    layout = synthetic.write_dataset(tmp_path, num_classes=2, images_per_class=40, image_size=16, seed=3)
     setid = scipy.io.loadmat(layout.setid_mat)
     assert [setid[k].size for k in ("trnid", "valid", "tstid")] == [20, 20, 40]
 
 
 def test_same_seed_gives_identical_bytes_and_other_seed_differs(tmp_path):
     kwargs = dict(num_classes=3, images_per_class=4, image_size=32)
-    a = synthetic.make_dataset(tmp_path / "a", seed=7, **kwargs)
-    b = synthetic.make_dataset(tmp_path / "b", seed=7, **kwargs)
-    c = synthetic.make_dataset(tmp_path / "c", seed=8, **kwargs)
+    a = synthetic.write_dataset(tmp_path / "a", seed=7, **kwargs)
+    b = synthetic.write_dataset(tmp_path / "b", seed=7, **kwargs)
+    c = synthetic.write_dataset(tmp_path / "c", seed=8, **kwargs)
     assert _files(a.root) == _files(b.root)
     assert _files(a.root) != _files(c.root)
     synthetic.make_archive(a.root, tmp_path / "a.tgz")
@@ -71,8 +71,8 @@ def test_same_seed_gives_identical_bytes_and_other_seed_differs(tmp_path):
 
 
 def test_regenerating_replaces_the_dataset_and_leaves_no_temporary_files(tmp_path):
-    synthetic.make_dataset(tmp_path, num_classes=3, images_per_class=8, image_size=16, seed=0)
-    synthetic.make_dataset(tmp_path, num_classes=2, images_per_class=4, image_size=16, seed=0)
+    synthetic.write_dataset(tmp_path, num_classes=3, images_per_class=8, image_size=16, seed=0)
+    synthetic.write_dataset(tmp_path, num_classes=2, images_per_class=4, image_size=16, seed=0)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["imagelabels.mat", "jpg", "setid.mat"]
     assert len(list((tmp_path / "jpg").iterdir())) == 8
 
@@ -95,7 +95,7 @@ def test_distinct_classes_have_distinct_traits():
 
 def test_petal_colour_dominates_each_class(tmp_path):
     # The mean colour of the pixels closest to the class's petal colour tells classes apart.
-    layout = synthetic.make_dataset(tmp_path, num_classes=10, images_per_class=4, image_size=64, seed=1)
+    layout = synthetic.write_dataset(tmp_path, num_classes=10, images_per_class=4, image_size=64, seed=1)
     labels = scipy.io.loadmat(layout.labels_mat)["labels"].ravel() - 1
     palette = np.array(synthetic.PETAL_COLOURS, dtype=float)
     for image_id, label in enumerate(labels, start=1):
@@ -116,11 +116,11 @@ def test_petal_colour_dominates_each_class(tmp_path):
 )
 def test_bad_arguments_are_rejected_with_the_value(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
-        synthetic.make_dataset(tmp_path, **kwargs)
+        synthetic.write_dataset(tmp_path, **kwargs)
 
 
 def test_make_archive_without_images_says_what_to_run(tmp_path):
-    with pytest.raises(FileNotFoundError, match="make_dataset"):
+    with pytest.raises(FileNotFoundError, match="write_dataset"):
         synthetic.make_archive(tmp_path, tmp_path / "x.tgz")
 
 

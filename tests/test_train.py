@@ -23,7 +23,7 @@ def data_dir(tmp_path_factory):
     from flowerlib import synthetic
 
     root = tmp_path_factory.mktemp("train-data")
-    synthetic.make_dataset(root, num_classes=4, images_per_class=8, image_size=32, seed=0)
+    synthetic.write_dataset(root, num_classes=4, images_per_class=8, image_size=32, seed=0)
     return root
 
 
@@ -249,7 +249,7 @@ def test_same_seed_gives_the_same_head_in_separate_processes(tmp_path):
         from flowerlib.model import predictions_layer
         from flowerlib.train import train
         root = sys.argv[1]
-        synthetic.make_dataset(root, num_classes=4, images_per_class=8, image_size=32, seed=0)
+        synthetic.write_dataset(root, num_classes=4, images_per_class=8, image_size=32, seed=0)
         cfg = Config.for_profile(
             "smoke", data_dir=root, num_classes=4, image_size=32, batch_size=4,
             head_epochs=3, fine_tune_epochs=0, cache_views=1,
