@@ -105,9 +105,9 @@ def table_fingerprint(rows: pd.DataFrame) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def views_for(cfg: Config, subset: str) -> int:
-    """Augmented views per image cached for `subset`: `cfg.cache_views` for train (with augmentation), else 0."""
-    return cfg.cache_views if subset == "train" and cfg.augment else 0
+def views_for(cfg: Config, part: str) -> int:
+    """Augmented views per image cached for `part`: `cfg.cache_views` for train (with augmentation), else 0."""
+    return cfg.cache_views if part == "train" and cfg.augment else 0
 
 
 def key_inputs(
@@ -262,12 +262,12 @@ def cached_features(
     cfg: Config,
     model: keras.Model,
     table: pd.DataFrame,
-    subset: str,
+    part: str,
     *,
     views: int | None = None,
     verbose: bool = False,
 ) -> FeatureSet:
-    """Pooled features of `subset`'s images under `model`'s frozen backbone, from the cache when possible.
+    """Pooled features of `part`'s images under `model`'s frozen backbone, from the cache when possible.
 
     Args:
         cfg: the configuration (data directory, image size, batch size, seed,
@@ -275,9 +275,9 @@ def cached_features(
         model: the classifier (`flowerlib.model.build_classifier`); its
             preprocess + backbone + pool compute the features.
         table: the whole split table.
-        subset: `"train"`, `"val"` or `"test"`.
+        part: `"train"`, `"val"` or `"test"`.
         views: augmented views per image on top of the image itself; defaults
-            to `views_for(cfg, subset)`.
+            to `views_for(cfg, part)`.
         verbose: show a progress bar while extracting.
 
     Returns:
@@ -285,18 +285,18 @@ def cached_features(
         for view 1, ...), each in table order.
 
     Raises:
-        ValueError: no rows in `subset`.
+        ValueError: no rows in `part`.
     """
     from flowerlib.model import backbone_of, feature_extractor
     from flowerlib.pipeline import make_dataset
     from flowerlib.runtime import use_jit
 
-    rows = table[table["split"] == subset]
+    rows = table[table["split"] == part]
     if len(rows) == 0:
         raise ValueError(
-            f"The split table has no {subset!r} rows. Parts present: {sorted(set(table['split']))}"
+            f"The split table has no {part!r} rows. Parts present: {sorted(set(table['split']))}"
         )
-    views = views_for(cfg, subset) if views is None else int(views)
+    views = views_for(cfg, part) if views is None else int(views)
     if views < 0:
         raise ValueError(f"views must be >= 0. Received views={views}")
     inputs = key_inputs(
@@ -327,7 +327,7 @@ def cached_features(
             augment=v > 0,
             seed=cfg.seed + v * VIEW_SEED_STRIDE,
         )
-        label = f"{subset} features" + (f" (view {v})" if views else "") if verbose else None
+        label = f"{part} features" + (f" (view {v})" if views else "") if verbose else None
         feats, labels = extract_features(
             extractor, ds, jit_compile=jit, batch_size=cfg.batch_size, progress=label
         )

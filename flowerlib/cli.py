@@ -251,7 +251,7 @@ def cmd_prepare(cfg: Config, args: argparse.Namespace) -> dict[str, Any]:
     from flowerlib import splits
 
     table = splits.prepare_split(cfg)
-    counts = {part: int((table["split"] == part).sum()) for part in ("train", "val", "test")}
+    counts = {part: int((table["split"] == part).sum()) for part in splits.PARTS}
     csv = Layout(cfg.data_dir).split_csv(cfg.split)
     _say(
         f"split {cfg.split!r} of {table['label'].nunique()} classes: "

@@ -1,7 +1,7 @@
-"""Honest evaluation of a trained classifier: run it over one subset of a split table.
+"""Honest evaluation of a trained classifier: run it over one part of a split table.
 
-`evaluate()` runs a model over one subset of a split table (the held-out
-`"test"` subset by default) and returns an `Evaluation` holding the
+`evaluate()` runs a model over one part of a split table (the held-out
+`"test"` part by default) and returns an `Evaluation` holding the
 probabilities beside the labels, in table order, with the metrics of
 `flowerlib.metrics` computed on them.
 
@@ -9,7 +9,7 @@ Typical use::
 
     model, names = evaluate.load_trained(cfg)
     table = splits.prepare_split(cfg)
-    result = evaluate.evaluate(model, table, cfg)           # subset="test"
+    result = evaluate.evaluate(model, table, cfg)           # part="test"
     result.metrics["top1"], result.per_class.head()
     evaluate.save_metrics(result, Layout(cfg.data_dir).run(cfg.run))
 """
@@ -37,13 +37,12 @@ from flowerlib.metrics import (
     per_class_table,
     reliability,
 )
+from flowerlib.splits import PARTS
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
 
     from flowerlib.config import Config
-
-SUBSETS = ("train", "val", "test")
 
 
 class ModelNotFoundError(FlowerlibError, FileNotFoundError):
@@ -58,11 +57,11 @@ class Evaluation:
         probs: predicted probabilities, shape `(n, num_classes)`.
         y_true: true labels from the split table, shape `(n,)`.
         y_pred: `argmax` of `probs`, shape `(n,)`.
-        metrics: `compute_metrics()` plus `subset`, `split`, `tta`.
+        metrics: `compute_metrics()` plus `part`, `split`, `tta`.
         per_class: `per_class_table()` (worst first).
         table: the rows of the split table that were evaluated (index reset).
         class_names: one name per model output.
-        subset: `"test"`, `"val"` or `"train"`.
+        part: `"test"`, `"val"` or `"train"`.
         split: the split's name (`cfg.split`).
         tta: whether test-time augmentation (horizontal flip) was used.
         data_dir: the data directory the images were read from.
@@ -76,7 +75,7 @@ class Evaluation:
     per_class: pd.DataFrame
     table: pd.DataFrame
     class_names: list[str]
-    subset: str
+    part: str
     split: str
     tta: bool
     data_dir: Path
@@ -172,12 +171,12 @@ def evaluate(
     table: pd.DataFrame,
     cfg: Config,
     *,
-    subset: str = "test",
+    part: str = "test",
     tta: bool = False,
     class_names: Sequence[str] | None = None,
     batch_size: int | None = None,
 ) -> Evaluation:
-    """Evaluate `model` on one subset of a split table (the held-out test subset by default).
+    """Evaluate `model` on one part of a split table (the held-out test part by default).
 
     Images go through the same deterministic input pipeline as in training
     (`pipeline.make_dataset(..., training=False)`), in table order.
@@ -186,7 +185,7 @@ def evaluate(
         model: the trained classifier (raw RGB 0..255 in, softmax out).
         table: the split table from `splits.prepare_split(cfg)`.
         cfg: the configuration (data directory, image size, batch size, split).
-        subset: which rows to evaluate: `"test"` (honest: never used for
+        part: which rows to evaluate: `"test"` (honest: never used for
             training or model selection), `"val"` or `"train"`.
         tta: test-time augmentation: average each image's prediction with its
             horizontal flip's.
@@ -198,22 +197,22 @@ def evaluate(
         An `Evaluation` (probabilities, labels, predictions, metrics, per-class table).
 
     Raises:
-        EvaluationError: unknown or empty subset, or labels outside the model's outputs.
+        EvaluationError: unknown or empty part, or labels outside the model's outputs.
     """
     from flowerlib import pipeline
 
-    if subset not in SUBSETS:
-        raise EvaluationError(f"subset must be one of {SUBSETS}. Received subset={subset!r}")
+    if part not in PARTS:
+        raise EvaluationError(f"part must be one of {PARTS}. Received part={part!r}")
     if "split" not in table.columns or "label" not in table.columns:
         raise EvaluationError(
             "table must be a split table with 'split' and 'label' columns (from splits.prepare_split(cfg)). "
             f"Received columns {list(table.columns)}"
         )
-    rows = table[table["split"] == subset].reset_index(drop=True)
+    rows = table[table["split"] == part].reset_index(drop=True)
     if rows.empty:
         raise EvaluationError(
-            f"The split table has no {subset!r} rows (it has {sorted(table['split'].unique())}); "
-            "choose another subset or split."
+            f"The split table has no {part!r} rows (it has {sorted(table['split'].unique())}); "
+            "choose another part or split."
         )
     num_outputs = int(model.output_shape[-1])
     if rows["label"].max() >= num_outputs or rows["label"].min() < 0:
@@ -237,14 +236,14 @@ def evaluate(
     )
     probs, labels = predict_dataset(model, dataset, tta=tta)
     _check_alignment(labels, rows)
-    return _evaluation(probs, rows, names, subset, cfg.split, tta, Path(cfg.data_dir), int(cfg.image_size))
+    return _evaluation(probs, rows, names, part, cfg.split, tta, Path(cfg.data_dir), int(cfg.image_size))
 
 
 def with_tta(model: keras.Model, evaluation: Evaluation, *, batch_size: int = 32) -> Evaluation:
     """The same evaluation with test-time augmentation, reusing the unflipped predictions.
 
     Averages `evaluation.probs` with the model's predictions of the horizontally
-    flipped images: one more pass over the subset instead of the two that
+    flipped images: one more pass over the part instead of the two that
     `evaluate(..., tta=True)` makes.
 
     Args:
@@ -275,7 +274,7 @@ def with_tta(model: keras.Model, evaluation: Evaluation, *, batch_size: int = 32
         0.5 * (evaluation.probs + flipped),
         evaluation.table,
         evaluation.class_names,
-        evaluation.subset,
+        evaluation.part,
         evaluation.split,
         True,
         evaluation.data_dir,
@@ -297,7 +296,7 @@ def _evaluation(
     probs: np.ndarray,
     rows: pd.DataFrame,
     names: list[str],
-    subset: str,
+    part: str,
     split: str,
     tta: bool,
     data_dir: Path,
@@ -305,7 +304,7 @@ def _evaluation(
 ) -> Evaluation:
     y_true = rows["label"].to_numpy(dtype=np.int64)
     metrics = compute_metrics(y_true, probs, names)
-    metrics.update({"subset": subset, "split": split, "tta": bool(tta)})
+    metrics.update({"part": part, "split": split, "tta": bool(tta)})
     y_pred = np.argmax(probs, axis=1)
     return Evaluation(
         probs=probs,
@@ -315,7 +314,7 @@ def _evaluation(
         per_class=per_class_table(y_true, y_pred, names),
         table=rows,
         class_names=list(names),
-        subset=subset,
+        part=part,
         split=split,
         tta=bool(tta),
         data_dir=data_dir,
@@ -327,7 +326,7 @@ def save_metrics(evaluation: Evaluation, run_layout: RunLayout) -> Path:
     """Write `metrics.json` and `per_class.csv` beside the model that produced them.
 
     Both files are written atomically. `metrics.json` names the model file, the
-    subset, the split and whether TTA was used, so a number is never separated
+    part, the split and whether TTA was used, so a number is never separated
     from what it measures.
 
     Args:
@@ -341,7 +340,7 @@ def save_metrics(evaluation: Evaluation, run_layout: RunLayout) -> Path:
     data.update(
         {
             "model": str(run_layout.model),
-            "subset": evaluation.subset,
+            "part": evaluation.part,
             "split": evaluation.split,
             "tta": evaluation.tta,
             "evaluated_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),

@@ -21,7 +21,7 @@ from flowerlib.errors import FlowerlibError
 
 
 class EvaluationError(FlowerlibError, ValueError):
-    """The inputs of an evaluation do not fit together (shapes, labels, subset)."""
+    """The inputs of an evaluation do not fit together (shapes, labels, parts)."""
 
 
 def _as_labels(y: Any, name: str) -> np.ndarray:
@@ -118,7 +118,7 @@ def _precision_recall_f1(cm: np.ndarray) -> tuple[np.ndarray, ...]:
 
 
 def compute_metrics(y_true: Any, probs: Any, class_names: Sequence[str] | None = None) -> dict[str, Any]:
-    """Headline metrics of a classifier on one subset.
+    """Headline metrics of a classifier on a set of samples (e.g. one part of a split).
 
     Args:
         y_true: true class indices, shape `(n,)`.
@@ -144,7 +144,7 @@ def compute_metrics(y_true: Any, probs: Any, class_names: Sequence[str] | None =
         )
     n = int(y_true.size)
     if n == 0:
-        raise EvaluationError("Cannot compute metrics on an empty subset (n=0).")
+        raise EvaluationError("Cannot compute metrics on an empty set of samples (n=0).")
     y_pred = np.argmax(probs, axis=1)
     cm = confusion_matrix(y_true, y_pred, num_classes, normalize=False)
     _, recall, f1, support, predicted = _precision_recall_f1(cm)

@@ -126,7 +126,7 @@ def _check_table(table: pd.DataFrame, data_dir: Path) -> None:
         )
     if len(table) == 0:
         raise PipelineError(
-            "The split table is empty: there are no images to load. Check the subset you selected."
+            "The split table is empty: there are no images to load. Check the part you selected."
         )
 
 
@@ -194,36 +194,34 @@ def make_dataset(
     return ds.prefetch(autotune)
 
 
-def dataset_for(
-    cfg: Config, table: pd.DataFrame, subset: str, training: bool | None = None
-) -> tf.data.Dataset:
+def dataset_for(cfg: Config, table: pd.DataFrame, part: str, training: bool | None = None) -> tf.data.Dataset:
     """The dataset of one part of a split, with the configuration's settings.
 
     Args:
         cfg: the configuration (`data_dir`, `image_size`, `batch_size`,
             `augment`, `seed`).
         table: the whole split table (from `flowerlib.splits.prepare_split`).
-        subset: `"train"`, `"val"` or `"test"`.
-        training: shuffle and augment; defaults to `subset == "train"`.
+        part: `"train"`, `"val"` or `"test"`.
+        training: shuffle and augment; defaults to `part == "train"`.
             Augmentation also needs `cfg.augment`.
 
     Returns:
         See `make_dataset`.
 
     Raises:
-        PipelineError: unknown subset, or no rows in it.
+        PipelineError: unknown part, or no rows in it.
     """
-    if subset not in PARTS:
-        raise PipelineError(f"subset must be one of {PARTS}. Received subset={subset!r}")
+    if part not in PARTS:
+        raise PipelineError(f"part must be one of {PARTS}. Received part={part!r}")
     if "split" not in table.columns:
         raise PipelineError(
             f"The split table lacks the 'split' column. Received columns {list(table.columns)}"
         )
-    training = subset == "train" if training is None else training
-    rows = table[table["split"] == subset]
+    training = part == "train" if training is None else training
+    rows = table[table["split"] == part]
     if len(rows) == 0:
         raise PipelineError(
-            f"The split table has no {subset!r} rows. Parts present: {sorted(set(table['split']))}"
+            f"The split table has no {part!r} rows. Parts present: {sorted(set(table['split']))}"
         )
     return make_dataset(
         rows,

@@ -428,7 +428,7 @@ def plot_misclassified(evaluation, n: int = 12, *, cols: int = 4):
     for ax, (row, item) in zip(axes.flat, wrong.iterrows(), strict=False):
         title = f"true: {item['class_name']}\npred: {item['pred_name']} ({item['confidence']:.0%})"
         _show(ax, evaluation.image(row), title, colour="firebrick")
-    fig.suptitle(f"Misclassified {evaluation.subset} images, most confident first")
+    fig.suptitle(f"Misclassified {evaluation.part} images, most confident first")
     fig.tight_layout()
     return fig
 
@@ -474,7 +474,7 @@ def plot_confused_pairs(evaluation, k: int = 4):
         else:
             right.axis("off")
             right.text(
-                0.5, 0.5, f"no {pair.pred_name}\nimage in this subset", ha="center", va="center", fontsize=8
+                0.5, 0.5, f"no {pair.pred_name}\nimage in this part", ha="center", va="center", fontsize=8
             )
     fig.suptitle("Most-confused pairs: left taken for right")
     fig.tight_layout()

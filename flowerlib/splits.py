@@ -54,6 +54,7 @@ import numpy as np
 
 from flowerlib.artifacts import Layout, atomic_path, read_json, sha256_file, write_json
 from flowerlib.classes import NUM_CLASSES, class_names
+from flowerlib.config import SPLITS
 from flowerlib.errors import FlowerlibError
 
 if TYPE_CHECKING:  # pandas is imported lazily: importing flowerlib stays light
@@ -61,7 +62,6 @@ if TYPE_CHECKING:  # pandas is imported lazily: importing flowerlib stays light
 
     from flowerlib.config import Config
 
-SPLIT_NAMES = ("official", "trainval", "random")
 PARTS = ("train", "val", "test")
 COLUMNS = ("image_id", "file", "label", "class_name", "split")
 SETID_KEYS = {"trnid": "train", "valid": "val", "tstid": "test"}
@@ -430,7 +430,7 @@ def make_split(
         return trainval_split(layout, cfg.seed, TRAINVAL_VAL_FRACTION, cfg.num_classes, image_ids=image_ids)
     if cfg.split == "random":
         return random_split(layout, cfg.split_fractions, cfg.seed, cfg.num_classes, image_ids=image_ids)
-    raise SplitError(f"Unknown split. Expected one of {SPLIT_NAMES}. Received split={cfg.split!r}")
+    raise SplitError(f"Unknown split. Expected one of {SPLITS}. Received split={cfg.split!r}")
 
 
 # --- checking ---------------------------------------------------------------------

@@ -174,7 +174,7 @@ def test_xla_extraction_pads_the_last_batch_and_agrees(cfg, model, table):
     np.testing.assert_allclose(plain, jit, rtol=1e-4, atol=1e-4)
 
 
-def test_empty_subset_is_a_clear_error(cfg, model, table):
+def test_empty_part_is_a_clear_error(cfg, model, table):
     with pytest.raises(ValueError, match="no 'val' rows"):
         cache.cached_features(cfg, model, table[table.split != "val"], "val")
 

@@ -245,7 +245,7 @@ def test_evaluate_with_tta_writes_metrics(trained, capsys):
     code, out, _ = _run(capsys, "evaluate", "--tta", "--json", "--data-dir", str(data_dir), *SMOKE)
     assert code == 0
     metrics = json.loads(out)
-    assert metrics["tta"] is True and metrics["subset"] == "test"
+    assert metrics["tta"] is True and metrics["part"] == "test"
     assert json.loads(Path(metrics["metrics_file"]).read_text())["tta"] is True
 
 

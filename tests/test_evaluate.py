@@ -87,7 +87,7 @@ def test_evaluate_predictions_line_up_with_labels(grey_data):
     assert len(result.y_true) == len(test_rows) == 24
     np.testing.assert_array_equal(result.y_true, test_rows["label"])
     np.testing.assert_array_equal(result.y_pred, result.y_true)  # shuffling would break this
-    assert result.metrics["top1"] == 1.0 and result.metrics["subset"] == "test"
+    assert result.metrics["top1"] == 1.0 and result.metrics["part"] == "test"
     assert result.class_names[int(test_rows["label"].iloc[0])] == test_rows["class_name"].iloc[0]
     assert result.mistakes().empty
     # reversed table order -> reversed predictions
@@ -102,14 +102,14 @@ def test_evaluate_predictions_line_up_with_labels(grey_data):
         evaluate.with_tta(_grey_classifier(), added)
 
 
-def test_evaluate_rejects_bad_subset_and_label_mismatch(grey_data):
+def test_evaluate_rejects_bad_part_and_label_mismatch(grey_data):
     root, table = grey_data
     cfg = Config.for_profile("smoke", data_dir=root, image_size=32)
     model = _grey_classifier()
-    with pytest.raises(evaluate.EvaluationError, match="subset must be one of"):
-        evaluate.evaluate(model, table, cfg, subset="testing")
+    with pytest.raises(evaluate.EvaluationError, match="part must be one of"):
+        evaluate.evaluate(model, table, cfg, part="testing")
     with pytest.raises(evaluate.EvaluationError, match="no 'train' rows"):
-        evaluate.evaluate(model, table, cfg, subset="train")
+        evaluate.evaluate(model, table, cfg, part="train")
     with pytest.raises(evaluate.EvaluationError, match="cfg.image_size=64"):
         evaluate.evaluate(model, table, cfg.replace(image_size=64))
     bad = table.assign(label=table["label"] + 10)
@@ -124,7 +124,7 @@ def test_save_metrics_writes_json_and_csv_atomically(grey_data, tmp_path):
     run = Layout(tmp_path).run("r")
     path = evaluate.save_metrics(result, run)
     data = json.loads(path.read_text())
-    assert data["model"] == str(run.model) and data["subset"] == "test" and data["tta"] is False
+    assert data["model"] == str(run.model) and data["part"] == "test" and data["tta"] is False
     assert data["split"] == cfg.split and data["top1"] == 1.0
     assert evaluate.load_metrics(run)["n"] == 24
     per_class = pd.read_csv(run.per_class)

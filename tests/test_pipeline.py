@@ -108,13 +108,13 @@ def test_augmented_training_batches_keep_shape_and_range(synthetic_root, table):
     assert images.min() >= 0.0 and images.max() <= 255.0
 
 
-def test_dataset_for_picks_the_subset_and_the_config_settings(synthetic_root, table):
+def test_dataset_for_picks_the_part_and_the_config_settings(synthetic_root, table):
     cfg = Config.for_profile("smoke", data_dir=synthetic_root, image_size=S, batch_size=7)
     ds = pipeline.dataset_for(cfg, table, "test")
     images, labels = _collect(ds)
     np.testing.assert_array_equal(labels, table.loc[table["split"] == "test", "label"].to_numpy())
     assert images.shape[1:] == (S, S, 3)
-    with pytest.raises(pipeline.PipelineError, match="subset='dev'"):
+    with pytest.raises(pipeline.PipelineError, match="part='dev'"):
         pipeline.dataset_for(cfg, table, "dev")
 
 
