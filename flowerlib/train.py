@@ -856,6 +856,7 @@ def train(
         with scope():
             set_trainable(model, "fine_tune", cfg.fine_tune_stages)
             compile_for_phase(model, "fine_tune", cfg, steps_per_epoch=run.steps_per_epoch)
+        seed_everything(cfg.seed)  # the same augmentation and dropout draws as notebook 03
         fine_ckpt = fit_phase(
             model,
             run,

@@ -234,3 +234,24 @@ def test_folded_batchnorm_extractor_gives_the_same_features_without_batchnorm_la
     conv = next(layer for layer in backbone_of(model).layers if isinstance(layer, keras.layers.Conv2D))
     conv.set_weights([w * 0 for w in conv.get_weights()])
     assert not np.allclose(feature_extractor(model).predict(x, verbose=0), folded.predict(x, verbose=0))
+
+
+@pytest.mark.parametrize("call_training", [False, True])
+def test_in_keras_3_a_frozen_batchnorm_never_moves_and_a_trainable_one_does(call_training):
+    # The fact notebook 03 relies on: `trainable=False`, not `training=False` at the call,
+    # keeps BatchNorm in inference mode inside fit (keras-team/keras#20285).
+    moved = {}
+    for bn_trainable in (False, True):
+        keras.utils.set_random_seed(0)
+        inner_in = keras.Input((8, 8, 3))
+        inner = keras.Model(inner_in, keras.layers.BatchNormalization(name="bn")(inner_in), name="backbone")
+        inputs = keras.Input((8, 8, 3))
+        x = keras.layers.GlobalAveragePooling2D()(inner(inputs, training=call_training))
+        model = keras.Model(inputs, keras.layers.Dense(2)(x))
+        inner.get_layer("bn").trainable = bn_trainable
+        model.compile("adam", "mse")
+        before = inner.get_layer("bn").moving_mean.numpy().copy()
+        model.fit(images(8, 8) / 10.0, np.zeros((8, 2)), epochs=1, verbose=0)
+        moved[bn_trainable] = float(np.abs(inner.get_layer("bn").moving_mean.numpy() - before).max())
+    assert moved[False] == 0.0
+    assert moved[True] > 0.0
