@@ -1,12 +1,7 @@
-"""Metrics of a classifier on plain NumPy arrays: accuracy, confusion, per-class tables, calibration.
+"""Metrics of a classifier on NumPy arrays: accuracy, confusion, per-class tables, calibration.
 
-No TensorFlow here (and no scikit-learn needed): each function takes true class
-indices and predicted probabilities (or predicted classes), so it can be checked
-by hand on a small example. `flowerlib.evaluate` runs a model and hands its
-predictions to these functions.
-
-    >>> compute_metrics([0, 1, 1], [[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])["top1"]
-    0.6666666666666666
+No TensorFlow and no scikit-learn: each function can be checked by hand on a small
+example. `flowerlib.evaluate` runs a model and hands its predictions to these functions.
 """
 
 from __future__ import annotations
