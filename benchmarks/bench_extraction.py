@@ -314,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from flowerlib.runtime import use_jit
 
-    default_jit = use_jit(cfg, "extract")  # what jit_compile="auto" picks on this machine
+    default_jit = use_jit(cfg)  # what jit_compile="auto" picks on this machine
     ex_rows = [
         row("`model.predict`, in-memory tensors", "predict", "plain Keras"),
         row(

@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from flowerlib.runtime import use_jit
 
-    other_jit = "off" if use_jit(cfg, "extract") else "on"  # the other extraction, XLA or not
+    other_jit = "off" if use_jit(cfg) else "on"  # the other extraction, XLA or not
     variants = [
         ("cached, cold cache", dict(cache_features=True), True),
         ("plain frozen `model.fit`", dict(cache_features=False), False),
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         r["speed-up vs plain"] = plain / r["head phase s"]
     goal = results[0]["speed-up vs plain"]
     n_tr, n_val = counts.get("train", 0), counts.get("val", 0)
-    compiled = "XLA-compiled once per pass" if use_jit(cfg, "extract") else "traced once per pass, no XLA"
+    compiled = "XLA-compiled once per pass" if use_jit(cfg) else "traced once per pass, no XLA"
     # If an extraction pass cost per image what a plain epoch's forward pass costs:
     ideal = epochs * (n_tr + n_val) / ((1 + cfg.cache_views) * n_tr + n_val)
     ideal0 = epochs * (n_tr + n_val) / (n_tr + n_val)

@@ -278,7 +278,7 @@ def cached_features(
         part: `"train"`, `"val"` or `"test"`.
         views: augmented views per image on top of the image itself; defaults
             to `views_for(cfg, part)`.
-        verbose: show a progress bar while extracting.
+        verbose: show a progress bar while extracting, or say that the cache was read.
 
     Returns:
         A `FeatureSet`: rows grouped by view (all images for view 0, then all
@@ -311,6 +311,10 @@ def cached_features(
     if path.is_file():
         hit = _read(path, key)
         if hit is not None:
+            if verbose:
+                print(
+                    f"{part.capitalize()} features: read from the cache {path.name} (same weights, images and views)."
+                )
             return hit
 
     t0 = time.perf_counter()

@@ -1,9 +1,9 @@
 """Temperature scaling: make the model's confidence mean what it says.
 
 A classifier trained with label smoothing (or on few images) outputs
-probabilities that are systematically too low or too high: with
-`label_smoothing=0.1`, MobileNetV2 on Flowers-102 was right 91 % of the time
-while its average confidence was about 60 % (expected calibration error 0.32).
+probabilities that are systematically too low or too high: label smoothing
+leaves it far less confident than it is accurate (measured in
+benchmarks/RESULTS.md, "calibration").
 Temperature scaling (Guo et al., 2017, "On Calibration of Modern Neural
 Networks") divides the logits by one number `T`, fitted on held-out
 validation images by minimising the log loss. It never changes which class

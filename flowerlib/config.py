@@ -114,8 +114,8 @@ class Config:
         cache_views: augmented views per training image in the feature cache
             (0 = only the un-augmented image).
         patience: early-stopping patience in epochs (validation loss).
-        jit_compile: XLA-compile extraction and training: `"auto"` (no: measured
-            slower on a CPU), `"on"`, `"off"`.
+        jit_compile: XLA-compile extraction and training: `"auto"` (no: it was
+            slower on a CPU, see benchmarks/RESULTS.md), `"on"`, `"off"`.
         mixed_precision: `"auto"` (on with a GPU, off on a CPU), `"on"`, `"off"`.
         strategy: `"auto"` (MirroredStrategy with several GPUs), `"default"`, `"mirrored"`.
         tensorboard: also write TensorBoard logs.
