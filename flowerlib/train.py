@@ -297,7 +297,10 @@ def _canonical_config(config: Any) -> Any:
     def collect(obj: Any) -> None:
         if isinstance(obj, dict):
             history = obj.get("keras_history")
-            for name in (obj.get("name"), history[0] if isinstance(history, (list, tuple)) and history else None):
+            for name in (
+                obj.get("name"),
+                history[0] if isinstance(history, (list, tuple)) and history else None,
+            ):
                 if isinstance(name, str) and name not in names:
                     names.append(name)
             for v in obj.values():
@@ -697,7 +700,7 @@ def calibrate(model: keras.Model, run: Run) -> dict[str, float]:
         calibration error before and after it.
     """
     from flowerlib.calibration import apply_temperature, fit_temperature, scale_probabilities
-    from flowerlib.evaluate import compute_metrics
+    from flowerlib.metrics import compute_metrics
     from flowerlib.pipeline import dataset_for
 
     val = dataset_for(run.cfg, run.table, "val", training=False)
@@ -794,6 +797,7 @@ def train(
         "policy": "mixed_float16" if use_mixed_precision(cfg) else "float32",
         "phases": {},
     }
+
     @contextlib.contextmanager
     def scope():  # build and compile with the chosen precision and distribution strategy
         with precision_policy(cfg), strategy.scope():

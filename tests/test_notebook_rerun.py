@@ -40,7 +40,9 @@ def test_editing_the_head_and_rerunning_notebook_03_trains_the_edited_head(tmp_p
     splits.prepare_split(cfg)
 
     original = nbformat.read(NOTEBOOK, as_version=4)
-    assert sum(HEAD_LINE in cell.source for cell in original.cells) == 1, "the head cell changed: update this test"
+    assert sum(HEAD_LINE in cell.source for cell in original.cells) == 1, (
+        "the head cell changed: update this test"
+    )
     first = run_notebook(original)
     assert "The head phase: no checkpoint to continue from; training from epoch 1." in first
 
