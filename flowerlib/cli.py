@@ -285,7 +285,7 @@ def cmd_train(cfg: Config, args: argparse.Namespace) -> dict[str, Any]:
             f"calibrated: temperature {info['temperature']:.2f} (validation calibration error "
             f"{info['val_ece_before']:.3f} -> {info['val_ece_after']:.3f}; accuracy unchanged)"
         )
-    _say(f"model saved: {result.run.model}")
+    _say(f"model {'unchanged' if result.info.get('loaded') else 'saved'}: {result.run.model}")
     return summary
 
 
