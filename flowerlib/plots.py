@@ -8,9 +8,17 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 
+_MARK = {"text": None}
 
-def set_style() -> None:
-    """Project-wide plot defaults; an explicit call, never done at import."""
+
+def set_style(*, synthetic: bool = False) -> None:
+    """Project-wide plot defaults; an explicit call, never done at import.
+
+    Args:
+        synthetic: stamp "synthetic data" on every figure made by this module
+            afterwards, so no picture of drawn flowers passes for a real result.
+    """
+    _MARK["text"] = "synthetic data (drawn flowers, not real photos)" if synthetic else None
     plt.rcParams.update(
         {
             "figure.dpi": 100,
@@ -20,6 +28,14 @@ def set_style() -> None:
             "axes.labelsize": 10,
         }
     )
+
+
+def _marked(fig: plt.Figure) -> plt.Figure:
+    if _MARK["text"]:
+        fig.text(
+            0.995, 0.005, _MARK["text"], ha="right", va="bottom", fontsize=8, color="firebrick", alpha=0.8
+        )
+    return fig
 
 
 # --- step 1: download (sample grid, images per class) ---------------------
@@ -94,7 +110,7 @@ def sample_grid(
         ax.set_title(name if len(name) <= 22 else name[:20] + "…", fontsize=8)
     fig.suptitle(f"{len(picks)} sample images from {len(picks)} of {len(by_class)} classes")
     fig.tight_layout()
-    return fig
+    return _marked(fig)
 
 
 def class_counts(labels, class_names, *, image_ids=None, title: str | None = None) -> plt.Figure:
@@ -130,7 +146,7 @@ def class_counts(labels, class_names, *, image_ids=None, title: str | None = Non
     spread = f"{counts.min()}" if counts.min() == counts.max() else f"{counts.min()} to {counts.max()}"
     ax.set_title(title or f"Images per class: {counts.sum():,} images, {c} classes, {spread} per class")
     fig.tight_layout()
-    return fig
+    return _marked(fig)
 
 
 # --- step 2: prepare (class counts per split, augmented views) ------------
@@ -172,7 +188,7 @@ def split_counts(table, *, title: str | None = None) -> plt.Figure:
     totals = ", ".join(f"{p} {summary[p].sum():,}" for p in parts)
     ax.set_title(title or f"Images per class and part: {totals}")
     fig.tight_layout()
-    return fig
+    return _marked(fig)
 
 
 def plot_augmented_views(original, views, *, ncols: int = 4, title: str | None = None) -> plt.Figure:
@@ -201,7 +217,7 @@ def plot_augmented_views(original, views, *, ncols: int = 4, title: str | None =
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    return fig
+    return _marked(fig)
 
 
 # --- step 3: train (learning curves) ---------------------------------------
@@ -248,7 +264,7 @@ def learning_curves(history, *, title: str | None = None) -> plt.Figure:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    return fig
+    return _marked(fig)
 
 
 # --- step 4: evaluate (confusion matrix, galleries, reliability, Grad-CAM) --
@@ -325,7 +341,7 @@ def plot_confusion_matrix(cm, class_names=None, *, sort: bool = True, max_labels
     ax.set_ylabel(f"true class{unit}")
     ax.set_title(f"Normalised confusion matrix ({c} classes)")
     fig.tight_layout()
-    return fig
+    return _marked(fig)
 
 
 def plot_per_class_accuracy(per_class, *, ax=None):
@@ -356,7 +372,7 @@ def plot_per_class_accuracy(per_class, *, ax=None):
     ax.set_xlabel("accuracy (fraction of the class's test images classified correctly)")
     ax.set_title(f"Per-class accuracy, worst on top (dashed: mean {mean:.3f})")
     fig.tight_layout()
-    return fig
+    return _marked(fig)
 
 
 def plot_reliability(reliability, ece: float | None = None):
@@ -401,7 +417,7 @@ def plot_reliability(reliability, ece: float | None = None):
     bottom.set_xlabel("confidence (top predicted probability)")
     bottom.set_ylabel("images")
     fig.tight_layout()
-    return fig
+    return _marked(fig)
 
 
 def plot_misclassified(evaluation, n: int = 12, *, cols: int = 4):
@@ -423,14 +439,14 @@ def plot_misclassified(evaluation, n: int = 12, *, cols: int = 4):
         fig, ax = plt.subplots(figsize=(4, 1))
         ax.axis("off")
         ax.text(0.5, 0.5, "No misclassified images.", ha="center", va="center")
-        return fig
+        return _marked(fig)
     fig, axes = _images_grid(len(wrong), cols)
     for ax, (row, item) in zip(axes.flat, wrong.iterrows(), strict=False):
         title = f"true: {item['class_name']}\npred: {item['pred_name']} ({item['confidence']:.0%})"
         _show(ax, evaluation.image(row), title, colour="firebrick")
     fig.suptitle(f"Misclassified {evaluation.part} images, most confident first")
     fig.tight_layout()
-    return fig
+    return _marked(fig)
 
 
 def plot_confused_pairs(evaluation, k: int = 4):
@@ -454,7 +470,7 @@ def plot_confused_pairs(evaluation, k: int = 4):
         fig, ax = plt.subplots(figsize=(4, 1))
         ax.axis("off")
         ax.text(0.5, 0.5, "No confusions: every image was classified correctly.", ha="center", va="center")
-        return fig
+        return _marked(fig)
     y_true, y_pred, conf = evaluation.y_true, evaluation.y_pred, evaluation.confidence
     fig, axes = plt.subplots(len(pairs), 2, figsize=(5.6, 2.9 * len(pairs)), squeeze=False)
     for (left, right), pair in zip(axes, pairs.itertuples(index=False), strict=False):
@@ -478,7 +494,7 @@ def plot_confused_pairs(evaluation, k: int = 4):
             )
     fig.suptitle("Most-confused pairs: left taken for right")
     fig.tight_layout()
-    return fig
+    return _marked(fig)
 
 
 def plot_gradcam(images, heatmaps, titles=None, *, alpha: float = 0.45, cols: int = 4, colours=None):
@@ -515,7 +531,7 @@ def plot_gradcam(images, heatmaps, titles=None, *, alpha: float = 0.45, cols: in
         _show(axes[2 * r + 1, c], overlay(image, heatmap, alpha=alpha))
     fig.suptitle("Grad-CAM: where the network looked (red = raised the class score most)")
     fig.tight_layout()
-    return fig
+    return _marked(fig)
 
 
 def plot_topk(image, top, *, title: str | None = None):
@@ -548,4 +564,4 @@ def plot_topk(image, top, *, title: str | None = None):
             bar.get_width() + 0.01, bar.get_y() + bar.get_height() / 2, f"{p:.1%}", va="center", fontsize=8
         )
     fig.tight_layout()
-    return fig
+    return _marked(fig)
