@@ -38,6 +38,7 @@ import os
 import re
 import time
 import uuid
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -783,12 +784,21 @@ def train(
 
     run = Run(cfg, table, restart=restart, verbose=verbose)
     if run.finished:
-        _say(
-            verbose,
-            f"Run {cfg.run!r} already finished with this configuration and split: its model is "
-            f"loaded from {run.layout.model}, nothing is retrained (restart=True or --restart trains again).",
-        )
-        return load_finished(run)
+        try:
+            result = load_finished(run)
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+            _say(
+                verbose,
+                f"Run {cfg.run!r} had finished, but its {run.layout.model} cannot be read ({type(e).__name__}); "
+                "the phases are restored from their checkpoints and the model is written again.",
+            )
+        else:
+            _say(
+                verbose,
+                f"Run {cfg.run!r} already finished with this configuration and split: its model is "
+                f"loaded from {run.layout.model}, nothing is retrained (restart=True or --restart trains again).",
+            )
+            return result
     seed_everything(cfg.seed)
     strategy = select_strategy(cfg)
     info: dict[str, Any] = {

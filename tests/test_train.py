@@ -334,3 +334,32 @@ def test_a_garbage_checkpoint_file_is_discarded_with_a_message(data_dir, capsys)
     result = train(cfg, verbose=2)
     assert "cannot be read" in capsys.readouterr().out
     assert result.history["epoch"].tolist() == [1, 2, 3]
+
+
+def test_a_mistyped_weights_path_loses_nothing_of_a_finished_run(data_dir):
+    from flowerlib.backbones import ModelConfigError
+
+    cfg = make_cfg(data_dir, "typo", fine_tune_epochs=0)
+    train(cfg, verbose=0)
+    run = Layout(data_dir).run(cfg.run)
+    before = {p.name: p.read_bytes() for p in run.root.rglob("*") if p.is_file()}
+    with pytest.raises(ModelConfigError, match="Weights file not found"):
+        train(cfg.replace(weights=str(data_dir / "no-such-file.h5")), verbose=0)
+    after = {p.name: p.read_bytes() for p in run.root.rglob("*") if p.is_file()}
+    assert after == before  # checkpoints, history, model: all still there, unchanged
+    counter = CountEpochs()
+    assert train(cfg, callbacks=[counter], verbose=0).resumed and counter.count == 0
+
+
+def test_an_unreadable_model_of_a_finished_run_is_rebuilt_from_its_checkpoints(data_dir, capsys):
+    cfg = make_cfg(data_dir, "broken-model", fine_tune_epochs=1)
+    first = train(cfg, verbose=0)
+    first.run.model.write_bytes(b"PK\x03\x04 not really a zip")
+    counter = CountEpochs()
+    again = train(cfg, callbacks=[counter], verbose=2)
+    assert "cannot be read" in capsys.readouterr().out
+    assert counter.count == 0 and again.info["phases"] == {"head": "restored", "fine_tune": "restored"}
+    x = np.random.default_rng(3).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(
+        load_model(again.run.model).predict(x, verbose=0), first.model.predict(x, verbose=0), atol=1e-5
+    )
