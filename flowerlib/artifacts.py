@@ -21,6 +21,7 @@ later run would trust.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -30,6 +31,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from flowerlib.errors import FlowerlibError
 
 ARCHIVE_NAME = "102flowers.tgz"
 LABELS_NAME = "imagelabels.mat"
@@ -160,37 +163,103 @@ def image_file(image_id: int) -> str:
     return f"image_{int(image_id):05d}.jpg"
 
 
+class DiskWriteError(FlowerlibError, OSError):
+    """A file could not be written: no space left, a read-only folder, or no permission.
+
+    Also an `OSError` with the original `errno`, so code that catches `OSError`
+    still catches it.
+    """
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+#: errno -> (the cause in words, what to do).
+_DISK_ERRORS = {
+    errno.ENOSPC: ("no space left on the device", "free some space"),
+    errno.EDQUOT: ("the disk quota is exceeded", "free some space"),
+    errno.EROFS: ("the file system is read-only", "make it writable"),
+    errno.EACCES: ("permission denied", "make it writable"),
+    errno.EPERM: ("operation not permitted", "make it writable"),
+}
+
+
+def disk_write_error(error: OSError, target: str | os.PathLike) -> DiskWriteError | None:
+    """A one-line `DiskWriteError` for a full, read-only or forbidden folder, else None.
+
+    Args:
+        error: what the write raised.
+        target: the file (or folder) that was being written.
+
+    Returns:
+        The error to raise instead of `error` (`raise ... from error`), or None
+        when `error` is another kind of failure.
+    """
+    if isinstance(error, DiskWriteError):
+        return error
+    if error.errno not in _DISK_ERRORS:
+        return None
+    cause, fix = _DISK_ERRORS[error.errno]
+    target = Path(target)
+    folder = target if target.is_dir() else target.parent
+    result = DiskWriteError(
+        f"Cannot write {target.name} in {folder}: {cause}. {fix.capitalize()} there, or choose another "
+        "data directory (--data-dir / FLOWERS_DATA_DIR), then run the same command again."
+    )
+    result.errno = error.errno
+    result.filename = str(target)
+    return result
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a fresh temporary path beside `target`; rename it onto `target` on success.
 
     On an exception the temporary file (or folder) is removed and `target` is
-    untouched. The temporary name ends with `target`'s suffix, because some
-    writers (Keras's `model.save`) pick the format by it.
+    untouched; a failure of that cleanup never hides the original error. The
+    temporary name ends with `target`'s suffix, because some writers (Keras's
+    `model.save`) pick the format by it.
+
+    Raises:
+        DiskWriteError: no space left, a read-only folder or no permission
+            (while creating the folder, writing or renaming), in one line that
+            names the folder and the cause.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        if (error := disk_write_error(e, target)) is not None:
+            raise error from e
+        raise
     tmp = target.with_name(f".{target.stem}.{uuid.uuid4().hex[:8]}.tmp{target.suffix}")
     try:
         yield tmp
         os.replace(tmp, target)
-    except BaseException:
-        if tmp.is_dir():
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            tmp.unlink(missing_ok=True)
+    except BaseException as e:
+        with contextlib.suppress(OSError):  # a read-only folder may refuse this too
+            if tmp.is_dir():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and (error := disk_write_error(e, target)) is not None:
+            raise error from e
         raise
 
 
 def write_text(target: str | os.PathLike, text: str) -> Path:
-    """Atomically write `text` (UTF-8) to `target`."""
+    """Atomically write `text` (UTF-8) to `target`.
+
+    Raises:
+        DiskWriteError: the folder is full, read-only or not writable.
+    """
     with atomic_path(target) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(target)
 
 
 def write_json(target: str | os.PathLike, data: Any) -> Path:
-    """Atomically write `data` as indented JSON."""
+    """Atomically write `data` as indented JSON (`DiskWriteError` as `write_text`)."""
     return write_text(target, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 

@@ -178,11 +178,45 @@ def alpha_from_filename(filename: str) -> float | None:
     return None
 
 
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+# What a file that is not HDF5 most often is, by its first bytes.
+_KNOWN_SIGNATURES = (
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"),
+    (b"GIF8", "a GIF image"),
+    (b"PK\x03\x04", "a zip archive"),
+    (b"\x1f\x8b", "a gzip archive"),
+    (b"version https://git-lfs", "a Git LFS pointer (run `git lfs pull`)"),
+)
+
+
+def _file_kind(path: Path) -> str | None:
+    """None for an HDF5 file (or a `.keras` zip archive), else what the file is, in words."""
+    with open(path, "rb") as f:
+        head = f.read(2048 + 8)
+    if not head:
+        return "an empty file (0 bytes)"
+    # HDF5 allows a user block before its signature, at 0, 512, 1024, 2048... bytes.
+    if any(head[i : i + 8] == _HDF5_SIGNATURE for i in (0, 512, 1024, 2048)):
+        return None
+    if head.startswith(b"PK\x03\x04") and path.suffix == ".keras":
+        return None  # a whole saved model: Keras reads its weights
+    for signature, kind in _KNOWN_SIGNATURES:
+        if head.startswith(signature):
+            return kind
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if text.startswith((b"<!doctype html", b"<html", b"<?xml", b"<!--")):
+        return "an HTML page (a download that went wrong?)"
+    return f"not an HDF5 file (it starts with {head[:16]!r})"
+
+
 def resolve_weights(weights: str | Path | None) -> str | None:
-    """Check a `weights` setting: `"imagenet"`, `None`, or an existing file (returned as a string).
+    """Check a `weights` setting: `"imagenet"`, `None`, or an existing HDF5 file (returned as a string).
 
     Raises:
-        ModelConfigError: a path that does not exist.
+        ModelConfigError: a path that does not exist, is not a file, or is not
+            an HDF5 weights file (the message says what it is: an empty file, a
+            JPEG, an HTML page...).
     """
     if weights is None or weights == "imagenet":
         return weights
@@ -192,6 +226,22 @@ def resolve_weights(weights: str | Path | None) -> str | None:
             f"Weights file not found. Received weights={str(weights)!r}. Give 'imagenet' "
             "(downloaded by Keras), None (random init), or the path of an existing weights "
             "file (FLOWERS_WEIGHTS=/path/to/file.h5)."
+        )
+    try:
+        kind = _file_kind(path)
+    except OSError as e:
+        raise ModelConfigError(
+            f"The weights file {str(path)!r} cannot be read ({e.strerror or type(e).__name__})."
+        ) from None
+    if kind is not None:
+        raise ModelConfigError(
+            f"The weights file {str(path)!r} is {kind}, not HDF5 weights (.h5 / .weights.h5). "
+            "Give the path of a weights file saved from the backbone, 'imagenet' or 'none'."
+        )
+    if not path.name.endswith((".h5", ".hdf5", ".keras")):
+        raise ModelConfigError(
+            f"The weights file {str(path)!r} holds HDF5 but Keras reads weights only from files "
+            "named *.weights.h5, *.h5 or *.hdf5; rename it."
         )
     return str(path)
 
@@ -203,11 +253,17 @@ def _load_weights_file(model: keras.Model, path: str, spec: BackboneSpec, alpha:
         try:
             model.load_weights(path)
         except (ValueError, KeyError, TypeError) as e:
-            first = str(e).strip().splitlines()[0][:300]
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
             raise ModelConfigError(
                 f"The weights file {path!r} does not match the {arch} architecture: it seems to "
                 f"be for another backbone or width. Keras said: {first} Pick the backbone the file "
                 f"was saved from (known: {sorted(BACKBONES)}) or another file."
+            ) from None
+        except (OSError, EOFError, AttributeError) as e:  # h5py: truncated or damaged
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+            raise ModelConfigError(
+                f"The weights file {path!r} is a damaged or truncated HDF5 file ({first}). "
+                "Download or save it again."
             ) from None
     for w in caught:  # loaded fine: pass on what Keras had to say
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)

@@ -26,15 +26,15 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import shutil
 import sys
 import warnings
-import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from flowerlib.artifacts import Layout
+from flowerlib.artifacts import DiskWriteError, Layout
 from flowerlib.config import Config
 from flowerlib.errors import FlowerlibError
 
@@ -298,8 +298,8 @@ def cmd_evaluate(cfg: Config, args: argparse.Namespace) -> dict[str, Any]:
     n_test = int((table["split"] == "test").sum())
     _say(f"evaluating {run.model} on {n_test:,} test images" + (" with TTA" if args.tta else ""))
     result = evaluate.evaluate(model, table, cfg, tta=args.tta, class_names=names)
-    path = evaluate.save_metrics(result, run)
     m = result.metrics
+    # Shown before they are saved: a full or read-only disk must not lose the computed work.
     _say(
         f"top-1 accuracy           {_percent(m['top1'])}",
         f"top-{m['top5_k']} accuracy           {_percent(m['top5'])}",
@@ -311,37 +311,43 @@ def cmd_evaluate(cfg: Config, args: argparse.Namespace) -> dict[str, Any]:
             f"{row.class_name} {_percent(row.accuracy).strip()}"
             for row in result.per_class.head(3).itertuples()
         ),
-        f"metrics written: {path}",
     )
+    try:
+        path = evaluate.save_metrics(result, run)
+    except DiskWriteError as e:
+        raise CommandError(
+            f"The metrics above were computed but could not be saved to {run.metrics}: {e}"
+        ) from e
+    _say(f"metrics written: {path}")
     return {**m, "metrics_file": str(path)}
 
 
 def _load_model_file(path: Path) -> tuple[Any, list[str] | None]:
     """A `.keras` model given with --model, and the class names of `labels.json` beside it."""
-    from flowerlib import artifacts
+    from flowerlib.evaluate import read_labels
     from flowerlib.model import load_model
 
+    if path.is_dir():
+        raise CommandError(f"--model must be a .keras file, not a folder. Received {path}")
     if path.suffix != ".keras":
         raise CommandError(f"--model must be a .keras file written by `flowerlib train`. Received {path}")
     if not path.is_file():
+        if path.exists():
+            raise CommandError(f"--model must be a regular .keras file. Received {path}")
         raise FileNotFoundError(f"No model file at {path}. Train one with `flowerlib train` first.")
-    try:
-        model = load_model(path)
-    except (ValueError, OSError, zipfile.BadZipFile) as e:
-        raise CommandError(
-            f"Cannot load the model {path} ({e}). Pass a .keras file from `flowerlib train`."
-        ) from None
+    model = load_model(path)  # a broken file is a ModelConfigError that names it
     labels = path.with_name("labels.json")
-    if not labels.is_file():
+    if not labels.exists():
         print(
             f"flowerlib predict: warning: no labels.json beside {path}; showing Flowers-102 class names",
             file=sys.stderr,
         )
         return model, None
-    names = artifacts.read_json(labels)
-    if not isinstance(names, list):
-        raise CommandError(f"{labels} must hold a JSON list of class names. Re-run `flowerlib train`.")
-    return model, [str(n) for n in names]
+    fix = (
+        f"put the labels.json written with this model beside it, or delete {labels} "
+        "to show Flowers-102 class names"
+    )
+    return model, read_labels(labels, int(model.output_shape[-1]), fix=fix)
 
 
 def cmd_predict(cfg: Config, args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -380,34 +386,66 @@ def cmd_run(cfg: Config, args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
-#: What a data directory may hold for `clean-data` to delete it (see `flowerlib.artifacts`).
-_DATA_ENTRIES = {
-    "downloads",
-    "jpg",
-    "imagelabels.mat",
-    "setid.mat",
-    "splits",
-    "cache",
-    "runs",
-    "dataset.json",
+#: What a data directory may hold for `clean-data` to delete it (see `flowerlib.artifacts`):
+#: top-level name -> pattern of the names inside it (None: anything, e.g. a run's files).
+_DATA_ENTRIES: dict[str, str | None] = {
+    "downloads": r"(102flowers\.tgz|imagelabels\.mat|setid\.mat)(\.verified)?|tmp\w{8}",
+    "jpg": r"image_\d{5}\.jpg",
+    "imagelabels.mat": None,
+    "setid.mat": None,
+    "splits": r"\w+\.(csv|json)",
+    "cache": r"features-\w+\.npz",
+    "runs": None,
+    "dataset.json": None,
 }
+#: Hidden names flowerlib writes: the lock, atomic_path's temporary files, staging folders.
+_OWN_HIDDEN = re.compile(
+    r"\.flowerlib\.lock|\.extract-[0-9a-f]{8}|\.synthetic-[0-9a-f]{8}\.tmp|\..+\.[0-9a-f]{8}\.tmp(\.\w+)?"
+)
+
+
+def _foreign_entries(root: Path) -> list[str]:
+    """Entries of a data directory that flowerlib did not write (relative names), hidden ones included."""
+    foreign = []
+    for entry in sorted(root.iterdir()):
+        name = entry.name
+        if _OWN_HIDDEN.fullmatch(name) and not entry.is_symlink():
+            continue
+        if name not in _DATA_ENTRIES or entry.is_symlink():
+            foreign.append(name)
+            continue
+        pattern = _DATA_ENTRIES[name]
+        if pattern is None or not entry.is_dir():
+            continue
+        for inner in sorted(entry.iterdir()):
+            if not (re.fullmatch(pattern, inner.name) or _OWN_HIDDEN.fullmatch(inner.name)):
+                foreign.append(f"{name}/{inner.name}")
+    return foreign
 
 
 def _size(path: Path) -> int:
     if path.is_file():
         return path.stat().st_size
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+    return sum(p.lstat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
 
 
 def cmd_clean_data(cfg: Config, args: argparse.Namespace) -> dict[str, Any]:
     """Delete the data directory (dataset, splits, feature caches, trained models)."""
     root = Path(cfg.data_dir)
+    if root.is_symlink():
+        raise CommandError(
+            f"{root} is a symbolic link (to {os.readlink(root)}); refusing to delete through it. "
+            "Pass the folder it points to with --data-dir, or delete it yourself."
+        )
     if not root.exists():
         _say(f"nothing to delete: {root} does not exist")
         return {"deleted": None}
     if not root.is_dir():
         raise CommandError(f"{root} is not a directory; refusing to delete it. Check --data-dir.")
-    foreign = sorted(p.name for p in root.iterdir() if p.name not in _DATA_ENTRIES and p.name[0] != ".")
+    try:
+        foreign = _foreign_entries(root)
+    except OSError as e:
+        raise CommandError(f"Cannot look inside {root} ({e.strerror or e}); refusing to delete it.") from None
     if foreign:
         shown = ", ".join(foreign[:5]) + (" ..." if len(foreign) > 5 else "")
         raise CommandError(
@@ -424,7 +462,13 @@ def cmd_clean_data(cfg: Config, args: argparse.Namespace) -> dict[str, Any]:
         if answer.strip().lower() not in ("y", "yes"):
             _say("nothing deleted")
             return {"deleted": None}
-    shutil.rmtree(root)
+    try:
+        shutil.rmtree(root)
+    except OSError as e:
+        raise CommandError(
+            f"Could not delete all of {root} ({e.strerror or type(e).__name__}: {e.filename}); "
+            "what is left is flowerlib's and safe to delete by hand."
+        ) from None
     _say(f"deleted {root} ({size / 1e6:,.1f} MB)")
     return {"deleted": str(root)}
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
+import re
 import warnings
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -19,6 +21,9 @@ from flowerlib.errors import FlowerlibError
 PROFILES = ("full", "smoke")
 SPLITS = ("official", "trainval", "random")
 ENV_PREFIX = "FLOWERS_"
+#: Largest accepted `image_size` and `batch_size` (beyond them memory runs out long before any result).
+MAX_IMAGE_SIZE = 1024
+MAX_BATCH_SIZE = 4096
 
 
 class ConfigError(FlowerlibError, ValueError):
@@ -31,6 +36,28 @@ class ConfigWarning(UserWarning):
 
 # FLOWERS_* variables read elsewhere than by a Config field.
 _OTHER_ENV = {"FLOWERS_PROFILE", "FLOWERS_DEBUG"}
+
+#: A run name: one plain folder name inside `data_dir/runs/` (letters, digits, `_`, `-`, `.`;
+#: starting with a letter, digit or `_`; at most 100 characters). No separators, no `..`.
+RUN_NAME_PATTERN = re.compile(r"[^\W][\w.-]{0,99}")
+_INT_FIELDS = (
+    "num_classes",
+    "synthetic_images_per_class",
+    "image_size",
+    "batch_size",
+    "seed",
+    "head_epochs",
+    "fine_tune_epochs",
+    "fine_tune_stages",
+    "cache_views",
+    "patience",
+)
+_FLOAT_FIELDS = (
+    "dropout",
+    "head_learning_rate",
+    "fine_tune_learning_rate",
+    "label_smoothing",
+)
 
 
 def default_cache_root() -> Path:
@@ -169,25 +196,54 @@ class Config:
             object.__setattr__(self, "source", Path(self.source).expanduser())
         if isinstance(self.weights, Path):
             object.__setattr__(self, "weights", str(self.weights))
-        object.__setattr__(self, "split_fractions", tuple(float(f) for f in self.split_fractions))
+        try:
+            object.__setattr__(self, "split_fractions", tuple(float(f) for f in self.split_fractions))
+        except (TypeError, ValueError):
+            raise ConfigError(
+                "split_fractions must be three numbers (train, val, test). "
+                f"Received split_fractions={self.split_fractions!r}"
+            ) from None
         self._validate()
 
     def _validate(self) -> None:
         def bad(name: str, expected: str) -> ConfigError:
             return ConfigError(f"{name} must be {expected}. Received {name}={getattr(self, name)!r}")
 
+        # Types first, so the range checks below never meet a string, a bool or a NaN.
+        for name in _INT_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise bad(name, "an integer")
+        for name in _FLOAT_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise bad(name, "a finite number")
+        if not all(math.isfinite(f) for f in self.split_fractions):
+            raise bad("split_fractions", "three finite fractions summing to 1 (train, val, test)")
+        if self.run_name is not None:
+            if not isinstance(self.run_name, str) or not RUN_NAME_PATTERN.fullmatch(self.run_name):
+                raise bad(
+                    "run_name",
+                    "one plain folder name inside runs/ (letters, digits, '_', '-' and '.', not starting "
+                    "with '.' or '-', at most 100 characters; no '/', '\\' or '..')",
+                )
+        elif not RUN_NAME_PATTERN.fullmatch(self.run):
+            raise bad("backbone", "a plain name (it names the run folder unless run_name is set)")
         if self.split not in SPLITS:
             raise bad("split", f"one of {SPLITS}")
         if not 2 <= self.num_classes <= 102:
             raise bad("num_classes", "between 2 and 102")
         if self.synthetic_images_per_class < 4:
             raise bad("synthetic_images_per_class", "at least 4")
-        if self.image_size < 32:
-            raise bad("image_size", "at least 32 pixels (the backbones downsample 32x)")
-        for name in ("batch_size", "seed", "head_epochs", "fine_tune_epochs", "patience"):
-            minimum = 1 if name == "batch_size" else 0
-            if getattr(self, name) < minimum:
-                raise bad(name, f">= {minimum}")
+        if not 32 <= self.image_size <= MAX_IMAGE_SIZE:
+            raise bad("image_size", f"between 32 (the backbones downsample 32x) and {MAX_IMAGE_SIZE} pixels")
+        if not 1 <= self.batch_size <= MAX_BATCH_SIZE:
+            raise bad("batch_size", f"between 1 and {MAX_BATCH_SIZE}")
+        if not 0 <= self.seed < 2**32:
+            raise bad("seed", "between 0 and 2**32 - 1")
+        for name in ("head_epochs", "fine_tune_epochs", "patience"):
+            if getattr(self, name) < 0:
+                raise bad(name, ">= 0")
         if self.fine_tune_stages < 1:
             raise bad("fine_tune_stages", ">= 1")
         if self.cache_views < 0:
@@ -293,6 +349,10 @@ _FALSE = {"0", "false", "no", "off"}
 
 def _parse(name: str, type_: Any, raw: str, key: str) -> Any:
     t = str(type_)
+    if (t.startswith(("int", "float")) or name == "split_fractions") and not raw.isascii():
+        raise ConfigError(
+            f"Environment variable {key}={raw!r} is not valid for {name}: write the number with ASCII digits."
+        )
     try:
         if name == "weights":
             return None if raw.lower() in ("none", "null", "random") else raw

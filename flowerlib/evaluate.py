@@ -335,6 +335,10 @@ def save_metrics(evaluation: Evaluation, run_layout: RunLayout) -> Path:
 
     Returns:
         The path of `metrics.json`.
+
+    Raises:
+        flowerlib.artifacts.DiskWriteError: the run folder is full, read-only or
+            not writable (the evaluation itself is not lost: it is still `evaluation`).
     """
     data = dict(evaluation.metrics)
     data.update(
@@ -381,7 +385,8 @@ def load_trained(cfg: Config) -> TrainedModel:
 
     Raises:
         ModelNotFoundError: the run folder has no model or no labels yet.
-        EvaluationError: the labels do not match the model's outputs.
+        flowerlib.backbones.ModelConfigError: `model.keras` is broken (the message says what to do).
+        EvaluationError: `labels.json` is broken or does not match the model's outputs.
     """
     run = Layout(cfg.data_dir).run(cfg.run)
     for path, what in ((run.model, "trained model"), (run.labels, "class names (labels.json)")):
@@ -392,14 +397,40 @@ def load_trained(cfg: Config) -> TrainedModel:
             )
     from flowerlib.model import load_model  # registers the custom Preprocess layer
 
-    loaded = load_model(run.model)  # Keras safe mode
-    names = artifacts.read_json(run.labels)
+    loaded = load_model(run.model)  # Keras safe mode; a broken file is a one-line error
+    fix = "run `flowerlib train` again to rewrite it (`--restart` to retrain from scratch)"
+    names = read_labels(run.labels, int(loaded.output_shape[-1]), fix=fix)
+    return TrainedModel(loaded, names, run)
+
+
+def read_labels(path: Path, num_outputs: int, *, fix: str) -> list[str]:
+    """The class names in a `labels.json`, checked against the model's number of outputs.
+
+    Args:
+        path: the `labels.json` file (a JSON list of names; `{"class_names": [...]}`
+            is tolerated).
+        num_outputs: the model's number of outputs.
+        fix: what the user should do when the file is unusable (ends the message).
+
+    Returns:
+        One name per output.
+
+    Raises:
+        EvaluationError: not JSON, not a list of names, or the wrong number of
+            them; the message names the file and says `fix`.
+    """
+    try:
+        names = artifacts.read_json(path)
+    except ValueError:
+        raise EvaluationError(f"{path} is not valid JSON; {fix}.") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise EvaluationError(f"{path} cannot be read ({type(e).__name__}); {fix}.") from None
     if isinstance(names, dict):  # tolerate {"class_names": [...]}
         names = names.get("class_names", names.get("labels"))
-    if not isinstance(names, list) or len(names) != int(loaded.output_shape[-1]):
-        count = len(names) if isinstance(names, list) else "no list of"
+    if not isinstance(names, list) or not all(isinstance(n, str | int) for n in names):
+        raise EvaluationError(f"{path} must hold a JSON list of class names (strings); {fix}.")
+    if len(names) != num_outputs:
         raise EvaluationError(
-            f"{run.labels} holds {count} class names but the model has {loaded.output_shape[-1]} outputs; "
-            "the run folder is inconsistent: re-run training."
+            f"{path} holds {len(names)} class names but the model has {num_outputs} outputs; {fix}."
         )
-    return TrainedModel(loaded, [str(n) for n in names], run)
+    return [str(n) for n in names]

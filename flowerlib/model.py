@@ -437,10 +437,28 @@ def load_model(path: str | os.PathLike, *, compile: bool = False) -> keras.Model
 
     Raises:
         FileNotFoundError: no file at `path` (run the training step first).
+        ModelConfigError: the file is not a loadable model (truncated, not a
+            `.keras` archive, another program's file); the message names it.
     """
+    import zipfile
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
             f"No saved model at {path}. Train one first (notebooks/03_train.ipynb or `flowerlib train`)."
         )
-    return keras.saving.load_model(path, safe_mode=True, compile=compile)
+    if not zipfile.is_zipfile(path):  # a .keras file is a zip archive
+        with open(path, "rb") as f:
+            head = f.read(16)
+        what = "is empty" if not head else f"is not a .keras archive (it starts with {head!r})"
+    else:
+        try:
+            return keras.saving.load_model(path, safe_mode=True, compile=compile)
+        except (ValueError, KeyError, TypeError, AttributeError, OSError, EOFError, zipfile.BadZipFile) as e:
+            reason = " ".join(str(e).split())[:200] or type(e).__name__
+            what = f"cannot be loaded ({type(e).__name__}: {reason})"
+    raise ModelConfigError(
+        f"The model file {path} {what}. If `flowerlib train` wrote it, run `flowerlib train` again to "
+        f"rewrite it (`--restart` to retrain from scratch) or delete {path}; otherwise pass a .keras "
+        "file written by `flowerlib train`."
+    )

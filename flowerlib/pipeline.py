@@ -42,7 +42,8 @@ def resize_and_crop(image: tf.Tensor, image_size: int) -> tf.Tensor:
 
     Bilinear and antialiased, aspect ratio kept; the one geometry shared by the
     input pipeline and `flowerlib.predict`, so a photo looks the same to the model
-    in training and at prediction time.
+    in training and at prediction time. An image longer than 3:1 is first cut
+    to its central 3:1 part, so memory stays bounded however elongated it is.
 
     Args:
         image: RGB image tensor or array `(H, W, 3)`, values in 0..255, any dtype.
@@ -53,6 +54,14 @@ def resize_and_crop(image: tf.Tensor, image_size: int) -> tf.Tensor:
     """
     import tensorflow as tf
 
+    # Crop a very elongated image (a 1x6000 strip) to its central part first: resizing all
+    # of it would take gigabytes for pixels the centre crop throws away. Up to 3:1 this is a
+    # no-op, so ordinary photos are resized exactly as before.
+    image = tf.convert_to_tensor(image)
+    hw = tf.shape(image)[:2]
+    keep = tf.minimum(hw, 3 * tf.reduce_min(hw))
+    start = (hw - keep) // 2
+    image = image[start[0] : start[0] + keep[0], start[1] : start[1] + keep[1]]
     image = tf.cast(image, tf.float32)
     shape = tf.cast(tf.shape(image)[:2], tf.float32)
     scale = float(image_size) / tf.reduce_min(shape)

@@ -13,8 +13,10 @@ returns the top-k classes as a small table::
 
 Anything that is not a usable image is refused with one clear `PredictionError`
 (a `ValueError`): not an image, an empty or truncated file, a decompression
-bomb, a URL of another scheme, a download over the size limit, too slow, or an
-HTTP error. Downloads are held in memory (bounded); nothing is written to disk.
+bomb, a file or download over the size limit (checked before reading), a URL of
+another scheme, too slow, or an HTTP error. Downloads are held in memory
+(bounded); nothing is written to disk. A very elongated image costs no more
+memory than a square one (see `flowerlib.pipeline.resize_and_crop`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import http.client
 import io
 import os
+import struct
 import time
 import urllib.error
 import urllib.parse
@@ -43,6 +46,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: Largest download `predict` accepts from a URL (bytes).
 MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024
+#: Largest local image file `predict` reads (bytes); checked before reading.
+MAX_FILE_BYTES = 100 * 1024 * 1024
 #: Total time a URL download may take (seconds), and the limit on each wait for data.
 DOWNLOAD_TIMEOUT = 20.0
 _USER_AGENT = "flowerlib (https://github.com/; image classification example)"
@@ -232,11 +237,52 @@ def _array_to_rgb(array: np.ndarray, what: str) -> np.ndarray:
     return array
 
 
+def _read_file(path: Path, max_bytes: int) -> bytes:
+    """The bytes of a regular file, refused before reading when over `max_bytes`."""
+    shown = repr(str(path))
+    if len(str(path)) > 200:
+        shown = repr(str(path)[:197] + "...")
+    try:
+        if not path.exists():
+            raise PredictionError(
+                f"No such file: {shown}. Check the path (relative paths start at {os.getcwd()})."
+            )
+        if not path.is_file():  # a folder, a FIFO, a device: never opened
+            kind = "a folder" if path.is_dir() else "a pipe, socket or device"
+            raise PredictionError(f"{shown} is not a file ({kind}); pass the path of one image.")
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > max_bytes:
+                raise PredictionError(
+                    f"The file {shown} is {size:,} bytes, over the limit of {max_bytes:,} bytes for one "
+                    "image; export a smaller JPEG or PNG (or raise max_file_bytes if you trust it)."
+                )
+            data = f.read(max_bytes + 1)  # bounded even if the file grows meanwhile
+    except OSError as e:
+        raise PredictionError(f"Cannot read the file {shown}: {e.strerror or type(e).__name__}.") from None
+    if len(data) > max_bytes:
+        raise PredictionError(
+            f"The file {shown} grew past the limit of {max_bytes:,} bytes while being read; try again."
+        )
+    return data
+
+
+def _upright(image: Image.Image, what: str) -> Image.Image:
+    """`ImageOps.exif_transpose`, with a broken EXIF block refused in one line."""
+    try:
+        return ImageOps.exif_transpose(image)
+    except (OSError, SyntaxError, ValueError, TypeError, KeyError, IndexError, struct.error) as e:
+        raise PredictionError(
+            f"{what} has a broken EXIF block ({type(e).__name__}); export the image again."
+        ) from None
+
+
 def load_image(
     source: Any,
     *,
     max_pixels: int | None = None,
     max_bytes: int = MAX_DOWNLOAD_BYTES,
+    max_file_bytes: int = MAX_FILE_BYTES,
     timeout: float = DOWNLOAD_TIMEOUT,
 ) -> np.ndarray:
     """Read an image from any supported source as an RGB array, upright, at its own size.
@@ -247,6 +293,7 @@ def load_image(
             `(H, W, 1)`, `(H, W, 3)` or `(H, W, 4)` with values in 0..255.
         max_pixels: refuse larger images (default: `PIL.Image.MAX_IMAGE_PIXELS`).
         max_bytes: the largest URL download accepted.
+        max_file_bytes: the largest local file accepted (checked before reading).
         timeout: seconds a URL download may take.
 
     Returns:
@@ -264,7 +311,7 @@ def load_image(
             source.load()
         except (OSError, SyntaxError, ValueError, EOFError) as e:
             raise PredictionError(f"The PIL image is truncated or corrupt ({e}).") from None
-        image = ImageOps.exif_transpose(source)
+        image = _upright(source, "The PIL image")
         return _to_rgb(image, "The PIL image").astype(np.float32)
     if isinstance(source, bytes | bytearray | memoryview):
         image = _open_bytes(bytes(source), "The image bytes", max_pixels)
@@ -282,13 +329,8 @@ def load_image(
             )
         else:
             path = Path(text).expanduser()
-            if not path.exists():
-                raise PredictionError(
-                    f"No such file: {str(path)!r}. Check the path (relative paths start at {os.getcwd()})."
-                )
-            if not path.is_file():
-                raise PredictionError(f"{str(path)!r} is not a file; pass the path of one image.")
-            image = _open_bytes(path.read_bytes(), f"The file {str(path)!r}", max_pixels)
+            data = _read_file(path, max_file_bytes)
+            image = _open_bytes(data, f"The file {str(path)!r}", max_pixels)
     elif hasattr(source, "__array__") or isinstance(source, list | tuple):
         array = np.asarray(source.numpy() if hasattr(source, "numpy") else source)
         return _array_to_rgb(array, "The array").astype(np.float32)
@@ -299,7 +341,7 @@ def load_image(
         )
     if getattr(image, "n_frames", 1) > 1:
         image.seek(0)  # animated GIF/WebP: the first frame
-    image = ImageOps.exif_transpose(image)
+    image = _upright(image, what)
     return _to_rgb(image, what).astype(np.float32)
 
 
@@ -312,7 +354,7 @@ def prepare_image(source: Any, image_size: int, **load_kwargs: Any) -> np.ndarra
     Args:
         source: anything `load_image` accepts.
         image_size: side of the model's square input.
-        **load_kwargs: `max_pixels`, `max_bytes`, `timeout` (see `load_image`).
+        **load_kwargs: `max_pixels`, `max_bytes`, `max_file_bytes`, `timeout` (see `load_image`).
 
     Returns:
         float32 array `(image_size, image_size, 3)` in 0..255.
@@ -389,7 +431,7 @@ def predict_many(
         class_names: one name per model output (e.g. from `evaluate.load_trained`);
             defaults to the Flowers-102 names.
         batch_size: images per forward pass.
-        **load_kwargs: `max_pixels`, `max_bytes`, `timeout` (see `load_image`).
+        **load_kwargs: `max_pixels`, `max_bytes`, `max_file_bytes`, `timeout` (see `load_image`).
 
     Returns:
         DataFrame with columns `source` (position in `sources`), `rank`, `index`,
@@ -438,7 +480,7 @@ def predict(
         top_k: how many classes to list (clipped to the number of classes).
         class_names: one name per model output (e.g. from `evaluate.load_trained`);
             defaults to the Flowers-102 names.
-        **load_kwargs: `max_pixels`, `max_bytes`, `timeout` (see `load_image`).
+        **load_kwargs: `max_pixels`, `max_bytes`, `max_file_bytes`, `timeout` (see `load_image`).
 
     Returns:
         DataFrame with columns `rank` (1 = most probable), `index` (class
