@@ -59,3 +59,23 @@ def test_committed_notebooks_carry_no_outputs():
                 assert not cell.get("outputs") and cell.get("execution_count") is None, (
                     f"{path.name} carries outputs: strip them (nbstripout or `pre-commit run`)"
                 )
+
+
+def test_pyproject_dependencies_have_the_requirements_pins():
+    import tomllib
+
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    req = _requirement_lines((ROOT / "requirements.txt").read_text().splitlines())
+    for name, marker in _requirement_lines(deps):
+        assert (name, marker) in req, f"{name} is a dependency in pyproject.toml but not in requirements.txt"
+        assert _requirement_lines(deps)[(name, marker)] == req[(name, marker)], f"{name}: pins differ"
+    assert ("filelock", "") in _requirement_lines(deps), "flowerlib.locks needs filelock at run time"
+
+
+def test_python_floor_is_the_same_everywhere():
+    """3.11.4 is the first 3.11 whose tarfile has extraction filters (flowerlib.download)."""
+    import tomllib
+
+    assert tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"] == ">=3.11.4"
+    assert "sys.version_info >= (3, 11, 4)" in (ROOT / "Makefile").read_text()
+    assert "python>=3.11.4" in (ROOT / "environment.yml").read_text()
