@@ -7,6 +7,7 @@ Layout of a data directory::
       jpg/image_00001.jpg ...         the extracted images
       imagelabels.mat, setid.mat      labels and the official split
       dataset.json                    what flowerlib.download verified
+      .flowerlib.lock                 held while a flowerlib process writes here (flowerlib.locks)
       splits/<split>.csv, <split>.json  split tables and their parameters (flowerlib.splits)
       cache/features-<key>.npz        cached backbone features (see flowerlib.cache)
       runs/<run>/                     one training run's artifacts:
@@ -83,6 +84,11 @@ class Layout:
     def dataset_marker(self) -> Path:
         """JSON recording a complete, verified dataset (written by flowerlib.download)."""
         return self.root / "dataset.json"
+
+    @property
+    def lock(self) -> Path:
+        """The lock file a process holds while it writes here (`flowerlib.locks`); never deleted."""
+        return self.root / ".flowerlib.lock"
 
     @property
     def cache_dir(self) -> Path:

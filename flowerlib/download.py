@@ -14,10 +14,14 @@ https://www.robots.ox.ac.uk/~vgg/data/flowers/102/:
    or downloaded) or an extracted folder holding `jpg/` and the two `.mat` files.
 3. `cfg.mirror` (a base URL), else the official URL.
 
-Every file is checked against its known size and sha256. Downloads go through
-pooch (retries, a tqdm progress bar, a temporary file renamed into place only
-once verified), so an interrupted or corrupted download never leaves a file a
-later run would trust. The archive is extracted safely (no member may escape the
+Every file is checked against its known size and sha256. Downloads arrive in
+`<file>.part`, resumed with HTTP `Range` requests after a break (or a killed
+run); only transient failures are retried (a complete wrong file, an HTML page
+or an HTTP 4xx fail at once); a complete part goes through pooch (a temporary
+file renamed into place only once its checksum matches), so an interrupted or
+corrupted download never leaves a file a later run would trust. Images from a
+local folder are decoded once (`image_problem`); bad ones are left out by name.
+All of it runs under the data directory's lock (`flowerlib.locks`). The archive is extracted safely (no member may escape the
 target, no links or devices: Python's `tarfile` "data" filter on top of our own
 checks) and atomically (into a temporary folder, then renamed), and the image
 count is checked against `imagelabels.mat`.
@@ -26,11 +30,14 @@ When everything is in place, a small `dataset.json` in the data directory
 records what was verified, and the next `fetch_dataset` returns at once without
 touching the network (a `<file>.verified` marker beside the archive likewise
 spares re-hashing 345 MB). Every user-facing failure is one `DownloadError`
+(`DiskWriteError` for a full or read-only disk, `BusyError` for a busy folder)
 whose message says what was wrong and what to do.
 """
 
 from __future__ import annotations
 
+import errno
+import itertools
 import logging
 import os
 import re
@@ -45,9 +52,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from flowerlib import locks
 from flowerlib.artifacts import (
+    DiskWriteError,
     Layout,
     atomic_path,
+    disk_write_error,
     image_file,
     read_json,
     sha256_file,
@@ -66,6 +76,7 @@ NUM_IMAGES = 8189
 MARKER_VERSION = 1
 _IMAGE_RE = re.compile(r"^image_(\d{5})\.jpg$")
 _HTML_STARTS = (b"<!doctype html", b"<html", b"<head", b"<body", b"<?xml")
+MAX_MEMBER_BYTES = 50 << 20  # the largest official image has well under 1 MB
 _POOCH_TMP_RE = re.compile(r"^tmp[a-z0-9_]{8}$")  # tempfile.NamedTemporaryFile names
 
 
@@ -189,50 +200,110 @@ class _HtmlPage(Exception):
     """The server answered with an HTML page (error page, login portal, proxy)."""
 
 
-class _WrongSize(Exception):
-    """The transfer ended with a different number of bytes than expected."""
+class _WrongFile(Exception):
+    """A complete answer that is not the expected file (wrong size or checksum): never retried."""
 
 
-class _VerifyingDownloader:
-    """pooch downloader: HTTP with a progress bar, then HTML sniffing and a size check.
+class _Incomplete(Exception):
+    """The transfer stopped early; the bytes so far are kept for a resumed attempt."""
 
-    Runs inside pooch's temporary-file context, so a file that fails these
-    checks (or pooch's sha256 check after them) is deleted, never renamed into place.
+
+def partial_file(target: str | os.PathLike) -> Path:
+    """`<target>.part`: the bytes received so far, kept so that a later attempt resumes there."""
+    target = Path(target)
+    return target.with_name(target.name + ".part")
+
+
+def _looks_like_html(head: bytes) -> bool:
+    """True for the start of a web page, also behind a byte-order mark, spaces or a comment."""
+    head = head.lstrip(b"\xef\xbb\xbf\xff\xfe\x00 \t\r\n").replace(b"\x00", b"").lower()
+    if head.startswith(_HTML_STARTS):
+        return True
+    return head.startswith(b"<!--") and any(tag in head for tag in _HTML_STARTS)
+
+
+class _ResumingDownloader:
+    """pooch downloader: HTTP with Range resume, Content-Type and HTML sniffing, size checks.
+
+    The bytes go to `<target>.part`, resumed with an HTTP `Range` request when
+    an earlier attempt (or a killed process) left some; only a part of exactly
+    the expected size is moved to pooch's temporary file, which pooch then
+    checks against the sha256 and renames into place.
     """
 
-    def __init__(self, expected: RemoteFile, *, progress: bool, timeout: float) -> None:
+    def __init__(self, expected: RemoteFile, part: Path, *, progress: bool, timeout: float) -> None:
         self.expected = expected
+        self.part = part
         self.progress = progress
         self.timeout = timeout
+        self.resumed = False
 
     def __call__(self, url: str, output_file: str, pooch_instance: Any) -> None:
-        import pooch
+        import requests
         from tqdm import tqdm
 
-        bar: Any = False
-        if self.progress:
+        expected = self.expected
+        start = self.part.stat().st_size if self.part.is_file() else 0
+        if start >= expected.size:
+            self.part.unlink()
+            start = 0
+        headers = {"Range": f"bytes={start}-", "Accept-Encoding": "identity"} if start else {}
+        with requests.get(url, stream=True, timeout=self.timeout, headers=headers) as response:
+            response.raise_for_status()
+            content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+            if content_type in ("text/html", "application/xhtml+xml"):
+                raise _HtmlPage()
+            resumed = response.status_code == 206 and response.headers.get("Content-Range", "").startswith(
+                f"bytes {start}-"
+            )
+            if not resumed:
+                start = 0  # the server sends the whole file (no Range support): start again
+            self.resumed = self.resumed or resumed
+            chunks = response.raw.stream(1 << 16, decode_content=False)
+            first = next(chunks, b"")
+            if not start and _looks_like_html(first[:1024]):
+                raise _HtmlPage()
+            length = response.headers.get("Content-Length")
+            if length is not None and length.isdigit() and start + int(length) != expected.size:
+                raise _WrongFile(
+                    f"the server announces {start + int(length):,} bytes, expected {expected.size:,}"
+                )
+            if start:
+                logger.info("Resuming %s at byte %d", expected.name, start)
             bar = tqdm(
-                desc=self.expected.name,
-                total=self.expected.size,
+                desc=expected.name,
+                total=expected.size,
+                initial=start,
                 unit="B",
                 unit_scale=True,
                 ncols=80,
-                leave=True,
+                disable=not self.progress,
             )
-        try:
-            pooch.HTTPDownloader(progressbar=bar, chunk_size=1 << 16, timeout=self.timeout)(
-                url, output_file, pooch_instance
-            )
-        finally:
-            if bar is not False:
-                bar.close()  # also when the transfer failed; closing twice is harmless
-        with open(output_file, "rb") as f:
-            head = f.read(512).lstrip().lower()
-        if head.startswith(_HTML_STARTS):
-            raise _HtmlPage()
-        size = os.path.getsize(output_file)
-        if size != self.expected.size:
-            raise _WrongSize(f"received {size:,} bytes, expected {self.expected.size:,}")
+            size = start
+            try:
+                with open(self.part, "ab" if start else "wb") as f:
+                    for chunk in itertools.chain([first], chunks):
+                        size += len(chunk)
+                        if size > expected.size:
+                            raise _WrongFile(
+                                f"the server sends more than the expected {expected.size:,} bytes"
+                            )
+                        try:
+                            f.write(chunk)
+                        except OSError as e:
+                            raise _write_error(e, self.part) from None
+                        bar.update(len(chunk))
+            finally:
+                bar.close()
+        if size != expected.size:
+            raise _Incomplete(f"received {size:,} of {expected.size:,} bytes")
+        os.replace(self.part, output_file)
+
+
+def _write_error(e: OSError, target: Path) -> OSError:
+    """`e` as a one-line `DiskWriteError` when the disk is full, read-only or forbidden."""
+    error = disk_write_error(e, target)
+    return e if error is None else error
 
 
 def _clean_stale_temporaries(folder: Path) -> None:
@@ -258,14 +329,21 @@ def download_file(
     A file already at `target` is trusted without hashing when its
     `<target>.verified` marker matches its size and modification time; a file
     without a valid marker is hashed once (no network) and kept if it matches.
+    The bytes arrive in `<target>.part` (`partial_file`); an interrupted
+    transfer, in this call or an earlier (killed) one, resumes there with an
+    HTTP `Range` request when the server supports it.
+
+    Failures are classified: a network error, a server error (HTTP 5xx, 408,
+    429) or a transfer that stops early is retried; an HTML page, an HTTP 4xx,
+    an invalid URL or a redirect to one, and a complete answer that is the wrong
+    file (announced or received size, or checksum) fail at once.
 
     Args:
         url: where to download from.
         target: the final path of the file.
         expected: its size and sha256.
         progress: show a tqdm progress bar.
-        retries: extra attempts after a network failure, a truncated transfer or
-            a checksum mismatch (not after an HTTP 4xx or an HTML page).
+        retries: extra attempts after a transient failure.
         retry_wait: seconds to wait before the first retry, growing linearly.
         timeout: seconds without data before a connection attempt fails.
 
@@ -274,10 +352,12 @@ def download_file(
 
     Raises:
         DownloadError: the file could not be downloaded or does not match;
-            nothing is left at `target` then.
+            nothing a later run would trust is left at `target` then.
+        DiskWriteError: the folder is full, read-only or forbidden.
     """
     import pooch
     import requests
+    import urllib3
 
     target = Path(target)
     if _is_trusted(target, expected):
@@ -290,13 +370,18 @@ def download_file(
         else:
             _mark_verified(target, expected)
             return target
-    _forget(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _clean_stale_temporaries(target.parent)
+    part = partial_file(target)
+    try:
+        _forget(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _clean_stale_temporaries(target.parent)
+    except OSError as e:
+        raise _write_error(e, target) from None
 
     offline = "or download the files yourself and set FLOWERS_SOURCE to the archive or the extracted folder."
     advice = f"Check the URL, FLOWERS_MIRROR and your network or proxy, {offline}"
-    downloader = _VerifyingDownloader(expected, progress=progress, timeout=timeout)
+    wrong = f"Nothing was kept: the server or mirror sends the wrong file. {advice}"
+    downloader = _ResumingDownloader(expected, part, progress=progress, timeout=timeout)
     problem = ""
     for attempt in range(retries + 1):
         if attempt:
@@ -311,33 +396,55 @@ def download_file(
                 downloader=downloader,
                 progressbar=False,
             )
+        except DiskWriteError:
+            raise
         except _HtmlPage:
+            part.unlink(missing_ok=True)
             raise DownloadError(
                 f"The server sent an HTML page instead of {expected.name} ({url}): check the URL/mirror/"
                 f"proxy (FLOWERS_MIRROR), {offline}"
             ) from None
+        except _WrongFile as e:
+            part.unlink(missing_ok=True)
+            raise DownloadError(f"Wrong file at {url}: {e}, so it is not {expected.name}. {wrong}") from None
         except requests.HTTPError as e:
             status = e.response.status_code if e.response is not None else None
             problem = f"HTTP {status} {getattr(e.response, 'reason', '')}".strip()
-            if status is not None and status < 500:
+            if status == 416:  # the part cannot be resumed: start again
+                part.unlink(missing_ok=True)
+            elif status is not None and status < 500 and status not in (408, 429):
+                part.unlink(missing_ok=True)
                 raise DownloadError(
                     f"Downloading {url} failed: the server answered {problem}. {advice}"
                 ) from None
-        except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema) as e:
-            raise DownloadError(f"{url!r} is not a valid download URL ({e}). {advice}") from None
-        except _WrongSize as e:
-            problem = f"incomplete transfer ({e})"
-        except requests.exceptions.ChunkedEncodingError as e:
+        except (
+            requests.exceptions.InvalidURL,
+            requests.exceptions.MissingSchema,
+            requests.exceptions.InvalidSchema,
+            requests.exceptions.TooManyRedirects,
+        ) as e:
+            raise DownloadError(
+                f"{url!r} is not a valid download URL, or redirects to one ({e}). {advice}"
+            ) from None
+        except _Incomplete as e:
+            problem = f"incomplete transfer ({e}; the next attempt resumes there)"
+        except (requests.exceptions.ChunkedEncodingError, urllib3.exceptions.HTTPError) as e:
             problem = f"the connection broke off mid-transfer ({e})"
         except requests.RequestException as e:
             problem = f"{type(e).__name__}: {e}"
-        except ValueError as e:  # pooch's sha256 mismatch
+        except ValueError as e:  # pooch's sha256 mismatch of a complete file
             match = re.search(r"got:? *'?([0-9a-f]{64})", str(e))
             actual = match.group(1) if match else "a different value"
-            problem = (
-                f"checksum mismatch: sha256 {actual}, expected {expected.sha256}; the file on the server "
-                "is corrupted or not the official one"
-            )
+            problem = f"checksum mismatch: sha256 {actual}, expected {expected.sha256}"
+            part.unlink(missing_ok=True)
+            if not downloader.resumed:
+                raise DownloadError(
+                    f"Wrong file at {url}: {problem}; the file on the server is corrupted or not the "
+                    f"official {expected.name}. {wrong}"
+                ) from None
+            downloader.resumed = False  # a resumed file may mix two versions: one fresh attempt
+        except OSError as e:
+            raise _write_error(e, target) from None
         else:
             _mark_verified(target, expected)
             return target
@@ -345,7 +452,8 @@ def download_file(
             _clean_stale_temporaries(target.parent)
     _forget(target)
     raise DownloadError(
-        f"Downloading {url} failed after {retries + 1} attempt(s): {problem}. Nothing was kept. {advice}"
+        f"Downloading {url} failed after {retries + 1} attempt(s): {problem}. "
+        f"The bytes received so far are kept in {part.name} and the next run resumes there. {advice}"
     )
 
 
@@ -369,12 +477,15 @@ def _check_member(member: tarfile.TarInfo, archive: Path) -> bool:
         or parts[0] != "jpg"
         or len(parts) > 2
         or (len(parts) == 2 and member.isdir())
+        or member.size > MAX_MEMBER_BYTES
     )
     if unsafe:
         if member.issym() or member.islnk():
             kind = "link"
         elif not (member.isfile() or member.isdir()):
             kind = "device or special file"
+        elif member.size > MAX_MEMBER_BYTES:
+            kind = f"member of {member.size:,} bytes (the limit for an image is {MAX_MEMBER_BYTES:,})"
         else:
             kind = "path"
         raise DownloadError(
@@ -408,11 +519,7 @@ def extract_archive(
     from tqdm import tqdm
 
     archive = Path(archive)
-    layout.root.mkdir(parents=True, exist_ok=True)
-    for stale in layout.root.glob(".extract-*"):
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp = layout.root / f".extract-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
+    tmp = _scratch_folder(layout)
     try:
         try:
             with (
@@ -421,17 +528,47 @@ def extract_archive(
             ):
                 for member in tar:
                     if _check_member(member, archive):
-                        tar.extract(member, tmp, filter="data")
+                        _extract_member(tar, member, tmp)
                         bar.update(1)
-        except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
-            raise DownloadError(
-                f"{archive} is not a readable .tgz archive ({type(e).__name__}: {e}). Delete it and "
-                "download it again."
-            ) from None
+        except OSError as e:
+            if (error := disk_write_error(e, layout.jpg_dir)) is not None:
+                raise error from None  # the disk, not the archive: keep the archive
+            raise _unreadable(archive, e) from None
+        except (tarfile.TarError, EOFError, zlib.error) as e:
+            raise _unreadable(archive, e) from None
         _check_images(tmp / "jpg", num_images, f"{archive} (extracted)", allow_missing=False)
         _swap_in(tmp / "jpg", layout.jpg_dir, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _extract_member(tar: tarfile.TarFile, member: tarfile.TarInfo, folder: Path) -> None:
+    """Extract one checked member with the "data" filter (Python >= 3.11.4; our checks cover older)."""
+    try:
+        tar.extract(member, folder, filter="data")
+    except TypeError as e:  # Python 3.11.0-3.11.3: no `filter` argument
+        if "filter" not in str(e):
+            raise
+        tar.extract(member, folder)
+
+
+def _unreadable(archive: Path, e: BaseException) -> DownloadError:
+    return DownloadError(
+        f"{archive} is not a readable .tgz archive ({type(e).__name__}: {e}). Delete it and download it again."
+    )
+
+
+def _scratch_folder(layout: Layout) -> Path:
+    """A fresh `.extract-*` folder in the data directory (stale ones of killed runs are removed)."""
+    try:
+        layout.root.mkdir(parents=True, exist_ok=True)
+        for stale in layout.root.glob(".extract-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = layout.root / f".extract-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()
+    except OSError as e:
+        raise _write_error(e, layout.jpg_dir) from None
+    return tmp
 
 
 def _list_image_ids(folder: Path) -> list[int]:
@@ -552,11 +689,69 @@ def _link_or_copy(paths: Iterable[Path], folder: Path) -> None:
         dst = folder / src.name
         try:
             os.link(src, dst)
-        except OSError:  # another file system, or links not allowed: copy instead
+        except OSError as e:  # another file system, or links not allowed: copy instead
+            if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+                raise
             shutil.copyfile(src, dst)
 
 
-def _from_folder(folder: Path, layout: Layout, sources: Sources) -> None:
+def image_problem(path: str | os.PathLike) -> str | None:
+    """Why `path` is not a readable JPEG (in words), or `None` when it is.
+
+    Decodes the whole entropy-coded stream at 1/8 scale (libjpeg's DCT scaling),
+    so a truncated or damaged file fails here rather than later in TensorFlow,
+    at about a millisecond per photo.
+
+    Args:
+        path: the image file (a link is followed).
+
+    Returns:
+        `None` for a good JPEG, else a short reason such as `"not a JPEG (PNG)"`.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            if image.format != "JPEG":
+                return f"not a JPEG ({image.format})"
+            if image.mode not in ("RGB", "L"):
+                return f"a JPEG in {image.mode} colours (RGB or greyscale needed)"
+            image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))
+            image.load()
+    except UnidentifiedImageError:
+        return "not an image"
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        return f"unreadable ({e})"
+    return None
+
+
+def _bad_images(paths: list[Path], progress: bool) -> dict[str, str]:
+    """`{file name: problem}` for the files of `paths` that are not readable JPEGs."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tqdm import tqdm
+
+    workers = min(4, os.cpu_count() or 1)  # PIL decodes without holding the GIL
+    with ThreadPoolExecutor(workers) as pool:
+        problems = list(
+            tqdm(
+                pool.map(image_problem, paths, chunksize=64),
+                total=len(paths),
+                desc="checking images",
+                unit="img",
+                ncols=80,
+                disable=not progress,
+            )
+        )
+    return {p.name: problem for p, problem in zip(paths, problems, strict=True) if problem is not None}
+
+
+def _names(names: list[str], limit: int = 5) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit:,} more" if len(names) > limit else "")
+
+
+def _from_folder(folder: Path, layout: Layout, sources: Sources, progress: bool = True) -> None:
     src = Layout(folder)
     missing = [p.name for p in (src.jpg_dir, src.labels_mat, src.setid_mat) if not p.exists()]
     if missing:
@@ -568,23 +763,50 @@ def _from_folder(folder: Path, layout: Layout, sources: Sources) -> None:
     _copy_verified(src.setid_mat, layout.setid_mat, sources.setid)
     num_labels = _num_labels(layout.labels_mat)
     ids = _check_images(src.jpg_dir, num_labels, f"FLOWERS_SOURCE={str(folder)!r}", allow_missing=True)
+    rejected = ""
+    bad = _bad_images([src.image_path(i) for i in ids], progress)
+    if bad:
+        ids = [i for i in ids if image_file(i) not in bad]
+        first = next(iter(bad.items()))
+        if not ids:
+            raise DownloadError(
+                f"None of the images in {src.jpg_dir} is a readable JPEG (e.g. {first[0]}: {first[1]}). "
+                "Point FLOWERS_SOURCE at the extracted 102flowers.tgz."
+            )
+        rejected = (
+            f" {len(bad):,} image(s) are not readable JPEGs and are left out: {_names(sorted(bad))} "
+            f"(e.g. {first[0]}: {first[1]}); replace them from 102flowers.tgz to use them."
+        )
     if src.jpg_dir.resolve() != layout.jpg_dir.resolve():
-        for stale in layout.root.glob(".extract-*"):
-            shutil.rmtree(stale, ignore_errors=True)
-        tmp = layout.root / f".extract-{uuid.uuid4().hex[:8]}"
+        tmp = _scratch_folder(layout)
         try:
             _link_or_copy((src.image_path(i) for i in ids), tmp / "jpg")
             _swap_in(tmp / "jpg", layout.jpg_dir, tmp)
+        except OSError as e:
+            raise _write_error(e, layout.jpg_dir) from None
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+    elif bad:
+        raise DownloadError(
+            f"FLOWERS_SOURCE={str(folder)!r} is the data directory itself, and {len(bad):,} of its images "
+            f"are not readable JPEGs ({_names(sorted(bad))}). Replace or delete them, or import from "
+            "another folder."
+        )
     if len(ids) != num_labels:
         warnings.warn(
             f"{folder} holds {len(ids):,} of the {num_labels:,} labelled images; only those are used "
-            "(the split tables skip the missing ones).",
+            "(the split tables skip the missing ones)." + rejected,
             UserWarning,
             stacklevel=3,
         )
-    _record(layout, "folder", num_labels=num_labels, num_images=len(ids), location=str(folder))
+    _record(
+        layout,
+        "folder",
+        num_labels=num_labels,
+        num_images=len(ids),
+        location=str(folder),
+        rejected=sorted(bad),
+    )
 
 
 def _fetch_mat_files(layout: Layout, sources: Sources, beside: Path | None, **download_kw: Any) -> None:
@@ -596,17 +818,26 @@ def _fetch_mat_files(layout: Layout, sources: Sources, beside: Path | None, **do
             download_file(sources.url(expected), target, expected, **download_kw)
 
 
-def _synthetic(cfg: Config, layout: Layout) -> Layout:
-    from flowerlib import synthetic
-
-    params = {
+def _synthetic_params(cfg: Config) -> dict[str, int]:
+    return {
         "num_classes": cfg.num_classes,
         "images_per_class": cfg.synthetic_images_per_class,
         "image_size": max(cfg.image_size, 64),
         "seed": cfg.seed,
     }
+
+
+def _synthetic_done(cfg: Config, layout: Layout) -> bool:
     info = dataset_info(layout)
-    if info is not None and info.get("synthetic") == params and is_complete(layout):
+    return info is not None and info.get("synthetic") == _synthetic_params(cfg) and is_complete(layout)
+
+
+def _synthetic(cfg: Config, layout: Layout) -> Layout:
+    from flowerlib import synthetic
+
+    params = _synthetic_params(cfg)
+    info = dataset_info(layout)
+    if _synthetic_done(cfg, layout):
         return layout
     if info is not None and info.get("source") != "synthetic":
         raise DownloadError(
@@ -655,35 +886,68 @@ def fetch_dataset(
     Raises:
         DownloadError: the dataset could not be fetched, verified or extracted;
             the message says what to do.
+        BusyError: another flowerlib process is writing into the data directory
+            (`flowerlib.locks.data_dir_lock`, held for the whole call).
+        DiskWriteError: the data directory is full, read-only or forbidden.
     """
     layout = Layout(cfg.data_dir)
-    if cfg.synthetic:
-        return _synthetic(cfg, layout)
     sources = sources or OFFICIAL
     if cfg.mirror:
         sources = sources.with_base_url(cfg.mirror)
-    info = dataset_info(layout)
-    if (
-        info is not None
-        and "synthetic" not in info
-        and info["labels"]["sha256"] == sources.labels.sha256
-        and is_complete(layout)
-    ):
-        return layout
-    layout.dataset_marker.unlink(missing_ok=True)
+    if _synthetic_done(cfg, layout) if cfg.synthetic else _is_done(layout, sources):
+        return layout  # no lock needed: a read-only data directory with a complete dataset works
     try:
         layout.root.mkdir(parents=True, exist_ok=True)
     except OSError as e:
+        if (error := disk_write_error(e, layout.root)) is not None:
+            raise error from None
         raise DownloadError(
             f"Cannot create the data directory {layout.root} ({e}). Set FLOWERS_DATA_DIR to a writable folder."
         ) from None
-    download_kw = {"progress": progress, "retries": retries, "retry_wait": retry_wait, "timeout": timeout}
+    what = "generating the synthetic dataset" if cfg.synthetic else "fetching the dataset"
+    try:
+        with locks.data_dir_lock(layout.root, what, timeout=locks.DEFAULT_TIMEOUT):
+            if cfg.synthetic:
+                return _synthetic(cfg, layout)
+            if _is_done(layout, sources):  # another process finished it while this one waited
+                return layout
+            _fetch(
+                cfg,
+                layout,
+                sources,
+                progress=progress,
+                retries=retries,
+                retry_wait=retry_wait,
+                timeout=timeout,
+            )
+    except DiskWriteError:
+        raise
+    except OSError as e:
+        if (error := disk_write_error(e, layout.root)) is None:
+            raise
+        raise error from None
+    return layout
 
+
+def _is_done(layout: Layout, sources: Sources) -> bool:
+    info = dataset_info(layout)
+    return (
+        info is not None
+        and "synthetic" not in info
+        and info.get("labels", {}).get("sha256") == sources.labels.sha256
+        and is_complete(layout)
+    )
+
+
+def _fetch(cfg: Config, layout: Layout, sources: Sources, *, progress: bool, **download_kw: Any) -> None:
+    """Everything `fetch_dataset` does for a real dataset, under the data directory's lock."""
+    layout.dataset_marker.unlink(missing_ok=True)
+    download_kw["progress"] = progress
     source = cfg.source
     if source is not None:
         if source.is_dir():
-            _from_folder(source, layout, sources)
-            return layout
+            _from_folder(source, layout, sources, progress)
+            return
         if not source.is_file():
             raise DownloadError(
                 f"FLOWERS_SOURCE={str(source)!r} does not exist. Point it at 102flowers.tgz or at a folder "
@@ -701,7 +965,6 @@ def fetch_dataset(
     _record(
         layout, origin, num_labels=num_labels, num_images=num_labels, location=str(source or sources.base_url)
     )
-    return layout
 
 
 __all__ = [
@@ -715,7 +978,9 @@ __all__ = [
     "download_file",
     "extract_archive",
     "fetch_dataset",
+    "image_problem",
     "is_complete",
+    "partial_file",
     "verified_marker",
     "verify_file",
 ]

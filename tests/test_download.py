@@ -123,14 +123,26 @@ def test_checksum_mismatch_leaves_nothing_trusted(served, dataset, tmp_path):
     assert not download.is_complete(layout)
 
 
-@pytest.mark.parametrize("fault", ["truncate", "short"])
-def test_truncated_transfer_is_an_error_and_leaves_nothing(served, dataset, tmp_path, fault):
+def test_truncated_transfer_is_an_error_and_leaves_nothing_trusted(served, dataset, tmp_path):
     _, sources = dataset
     cfg = _config(tmp_path, mirror=served.url)
-    served.fail("102flowers.tgz", fault)
-    with pytest.raises(DownloadError, match="failed after 1 attempt"):
+    served.fail("102flowers.tgz", "truncate")
+    with pytest.raises(DownloadError, match="failed after 1 attempt.*kept in 102flowers.tgz.part"):
         download.fetch_dataset(cfg, sources=sources, **FAST)
     assert _trusted_leftovers(Layout(cfg.data_dir)) == []
+
+
+def test_complete_but_short_file_is_a_wrong_file_and_not_retried(served, dataset, tmp_path):
+    _, sources = dataset
+    cfg = _config(tmp_path, mirror=served.url)
+    served.fail("102flowers.tgz", "short")
+    with pytest.raises(
+        DownloadError, match="Wrong file at .*announces 1,.* bytes, expected .*Nothing was kept"
+    ):
+        download.fetch_dataset(cfg, sources=sources, **{**FAST, "retries": 3})
+    assert served.requests.count("102flowers.tgz") == 1
+    assert _trusted_leftovers(Layout(cfg.data_dir)) == []
+    assert not download.partial_file(Layout(cfg.data_dir).archive).exists()
 
 
 def test_interrupted_download_then_rerun_succeeds(served, dataset, tmp_path):
