@@ -341,7 +341,7 @@ def test_unusual_but_valid_images_succeed(make, tmp_path, tiny_model):
         ),
         (lambda tmp: _write(tmp / "cut.png", _png(300, 300)[:60]), "truncated or corrupt"),
         (lambda tmp: _dangling(tmp), "No such file"),
-        (lambda tmp: "https://", ""),
+        (lambda tmp: "https://", "no host given"),
         (lambda tmp: "x" * 5000, "File name too long"),
     ],
     ids=[
