@@ -41,7 +41,7 @@ import uuid
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import keras
 import numpy as np
@@ -159,6 +159,10 @@ class Run:
     def __init__(
         self, cfg: Config, table: pd.DataFrame | None = None, *, restart: bool = False, verbose: int = 1
     ):
+        from flowerlib.backbones import get_backbone, resolve_weights
+
+        get_backbone(cfg.backbone)
+        resolve_weights(cfg.weights)  # a mistyped setting fails before anything is read or written
         if table is None:
             from flowerlib.splits import prepare_split
 
@@ -535,7 +539,18 @@ class Checkpoint(keras.callbacks.Callback):
 
     # -- Keras hooks -------------------------------------------------------------
 
+    # One lock per data directory held by this process's fits; a fit interrupted by an
+    # exception (no on_train_end) leaves it held until the next fit of this process ends.
+    _locks: ClassVar[dict[str, contextlib.ExitStack]] = {}
+
     def on_train_begin(self, logs=None):
+        from flowerlib.locks import data_dir_lock
+
+        key = str(self.run.layout.root.parent.parent)
+        if key not in Checkpoint._locks:
+            stack = contextlib.ExitStack()
+            stack.enter_context(data_dir_lock(key, f"training run {self.run.cfg.run!r}"))
+            Checkpoint._locks[key] = stack
         if self._fingerprint is None:
             raise TrainError(
                 f"Call checkpoint.resume(model) for initial_epoch before fit: the {self.phase!r} "
@@ -577,6 +592,9 @@ class Checkpoint(keras.callbacks.Callback):
         if record and record.get("epoch"):
             record["done"] = True
             self._save_and_prune()
+        stack = Checkpoint._locks.pop(str(self.run.layout.root.parent.parent), None)
+        if stack is not None:
+            stack.close()
 
     def _save_and_prune(self) -> None:
         self.run.save_state()
@@ -776,7 +794,17 @@ def train(
     Raises:
         TrainError: the split has no train or no validation images.
         flowerlib.backbones.ModelConfigError: the model cannot be built as configured.
+        flowerlib.locks.BusyError: another flowerlib process is using the data directory.
     """
+    from flowerlib.backbones import resolve_weights
+    from flowerlib.locks import data_dir_lock
+
+    resolve_weights(cfg.weights)  # a mistyped setting fails before the folder is locked or read
+    with data_dir_lock(cfg.data_dir, f"training run {cfg.run!r}"):
+        return _train(cfg, table, callbacks=callbacks, restart=restart, verbose=verbose)
+
+
+def _train(cfg, table, *, callbacks, restart, verbose) -> TrainResult:
     from flowerlib.cache import cached_features
     from flowerlib.model import build_classifier, compile_for_phase, loss_for, set_trainable
     from flowerlib.pipeline import dataset_for

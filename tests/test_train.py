@@ -363,3 +363,39 @@ def test_an_unreadable_model_of_a_finished_run_is_rebuilt_from_its_checkpoints(d
     np.testing.assert_allclose(
         load_model(again.run.model).predict(x, verbose=0), first.model.predict(x, verbose=0), atol=1e-5
     )
+
+
+def test_a_bad_weights_setting_is_reported_before_the_data_is_looked_at(tmp_path):
+    from flowerlib.backbones import ModelConfigError
+
+    cfg = Config.for_profile("smoke", data_dir=tmp_path / "empty", weights=str(tmp_path / "typo.h5"))
+    with pytest.raises(ModelConfigError, match="Weights file not found"):
+        train(cfg, verbose=0)
+    assert not (tmp_path / "empty").exists()
+
+
+def test_a_second_training_in_the_same_data_directory_says_it_is_busy(data_dir, monkeypatch):
+    import functools
+
+    from flowerlib import locks
+
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from flowerlib.locks import data_dir_lock\n"
+            f"with data_dir_lock({str(data_dir)!r}, 'holding'):\n"
+            "    print('held', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        monkeypatch.setattr(locks, "data_dir_lock", functools.partial(locks.data_dir_lock, timeout=0.5))
+        with pytest.raises(locks.BusyError, match="cannot start training run 'busy'"):
+            train(make_cfg(data_dir, "busy", fine_tune_epochs=0), verbose=0)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not Layout(data_dir).run("busy").root.exists()  # nothing was written while it was busy
