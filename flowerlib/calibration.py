@@ -93,8 +93,8 @@ def apply_temperature(model: keras.Model, t: float, *, layer: str = "predictions
     """Divide the logits of the model's softmax layer by `t` (in place).
 
     Args:
-        model: a classifier whose layer `layer` (directly, or inside its `head`)
-            is a `Dense` with softmax.
+        model: a classifier whose layer `layer` (directly, or inside its `head`;
+            else the head's last layer) is a `Dense` with softmax.
         t: the temperature (> 0).
         layer: name of that layer.
 
@@ -109,6 +109,9 @@ def apply_temperature(model: keras.Model, t: float, *, layer: str = "predictions
     if not (np.isfinite(t) and t > 0):
         raise ValueError(f"The temperature must be a positive number. Received t={t!r}")
     owner = model.get_layer("head") if "head" in [la.name for la in model.layers] else model
+    names = [la.name for la in owner.layers]
+    if layer not in names and isinstance(owner, keras.Sequential) and owner.layers:
+        layer = names[-1]  # an edited head: its last layer is the output
     dense = owner.get_layer(layer)
     activation = getattr(dense, "activation", None)
     if not isinstance(dense, keras.layers.Dense) or activation is not keras.activations.softmax:

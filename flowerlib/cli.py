@@ -389,7 +389,7 @@ def cmd_run(cfg: Config, args: argparse.Namespace) -> dict[str, Any]:
 #: What a data directory may hold for `clean-data` to delete it (see `flowerlib.artifacts`):
 #: top-level name -> pattern of the names inside it (None: anything, e.g. a run's files).
 _DATA_ENTRIES: dict[str, str | None] = {
-    "downloads": r"(102flowers\.tgz|imagelabels\.mat|setid\.mat)(\.verified)?|tmp\w{8}",
+    "downloads": r"(102flowers\.tgz|imagelabels\.mat|setid\.mat)(\.verified|\.part)?|tmp\w{8}",
     "jpg": r"image_\d{5}\.jpg",
     "imagelabels.mat": None,
     "setid.mat": None,
@@ -462,8 +462,11 @@ def cmd_clean_data(cfg: Config, args: argparse.Namespace) -> dict[str, Any]:
         if answer.strip().lower() not in ("y", "yes"):
             _say("nothing deleted")
             return {"deleted": None}
+    from flowerlib.locks import data_dir_lock
+
     try:
-        shutil.rmtree(root)
+        with data_dir_lock(root, "deleting the data directory"):  # not while another step writes there
+            shutil.rmtree(root)
     except OSError as e:
         raise CommandError(
             f"Could not delete all of {root} ({e.strerror or type(e).__name__}: {e.filename}); "
