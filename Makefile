@@ -49,7 +49,7 @@ run: $(STAMP) ## the four notebooks on the real dataset (full profile); executed
 	done
 	@echo "Executed notebooks: $(EXECUTED)/full"
 
-demo: $(STAMP) ## the four notebooks offline on synthetic data (a few minutes); copies in build/executed/smoke
+demo: $(STAMP) ## the four notebooks offline on synthetic data (1-2 min); copies in build/executed/smoke
 	mkdir -p $(EXECUTED)/smoke
 	for nb in $(NOTEBOOKS); do \
 	  FLOWERS_PROFILE=smoke $(VENV)/bin/jupyter nbconvert --to notebook --execute \

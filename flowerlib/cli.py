@@ -481,7 +481,7 @@ def cmd_clean_data(cfg: Config, args: argparse.Namespace) -> dict[str, Any]:
 _EPILOG = """\
 examples:
   flowerlib run                                  # the whole job on the real data (ResNet50)
-  flowerlib run --profile smoke                  # minutes on a CPU: synthetic data, a tiny network
+  flowerlib run --profile smoke                  # ~20 s on a CPU: synthetic data, a tiny network
   flowerlib predict photo.jpg https://example.org/rose.jpg --top-k 3
   FLOWERS_DATA_DIR=/data/flowers flowerlib train --backbone mobilenet_v2 --head-epochs 5
 

@@ -519,7 +519,7 @@ class Checkpoint(keras.callbacks.Callback):
                 self.verbose,
                 f"{self.label} already finished in an earlier session ({epoch} epochs, best epoch "
                 f"{stored['best_epoch'] + 1}); its weights are restored and nothing is retrained. "
-                "Change what is trained, or restart the run, to train it again.",
+                "To train it again, change what is trained or restart the run (train.Run(..., restart=True), --restart).",
             )
             return max(planned, epoch)
         self.outcome = "resumed"
@@ -745,6 +745,15 @@ def save_run(run: Run, model: keras.Model, info: dict[str, Any] | None = None) -
     """
     from flowerlib.model import save_model, set_trainable
 
+    stale = [p for p in (run.layout.metrics, run.layout.per_class) if p.is_file()]
+    for path in stale:
+        path.unlink()
+    if stale:
+        _say(
+            run.verbose,
+            f"Removed the evaluation of the model this run replaces ({', '.join(p.name for p in stale)}); "
+            "evaluate the new one in step 4.",
+        )
     rows = run.table.drop_duplicates("label").sort_values("label")
     names = dict(zip(rows["label"].astype(int), rows["class_name"].astype(str), strict=True))
     write_json(run.layout.labels, [names.get(i, str(i)) for i in range(run.num_classes)])

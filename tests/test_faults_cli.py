@@ -729,7 +729,7 @@ def test_a_jpeg_as_weights_is_named_by_the_cli(tmp_path, data_dir, capsys):
     assert "a JPEG image" in line and "flower.jpg" in line
 
 
-def test_clean_data_deletes_an_interrupted_download_and_waits_for_no_one_else(tmp_path, capsys):
+def test_clean_data_deletes_an_interrupted_download(tmp_path, capsys):
     root = _flowerlib_folder(tmp_path / "data")
     (root / "downloads").mkdir(exist_ok=True)
     (root / "downloads" / "102flowers.tgz.part").write_bytes(b"half an archive")
