@@ -399,3 +399,13 @@ def test_a_second_training_in_the_same_data_directory_says_it_is_busy(data_dir, 
         holder.kill()
         holder.wait()
     assert not Layout(data_dir).run("busy").root.exists()  # nothing was written while it was busy
+
+
+def test_retraining_a_run_removes_the_evaluation_of_the_model_it_replaces(data_dir, capsys):
+    cfg = make_cfg(data_dir, "re-evaluate", fine_tune_epochs=0)
+    run = train(cfg, verbose=0).run
+    run.metrics.write_text("{}")
+    run.per_class.write_text("class,accuracy\n")
+    train(cfg.replace(dropout=0.4), verbose=2)
+    assert "Removed the evaluation of the model this run replaces" in capsys.readouterr().out
+    assert not run.metrics.exists() and not run.per_class.exists()
