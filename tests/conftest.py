@@ -150,3 +150,51 @@ def http_server(tmp_path, monkeypatch):
     server = LoopbackServer(tmp_path / "www")
     yield server
     server.shutdown()
+
+
+# --- shared by the download tests and the CLI tests ----------------------------------------
+
+
+def remote_file(path):
+    """The `RemoteFile` (name, size, sha256) describing a local file."""
+    import hashlib
+
+    from flowerlib.download import RemoteFile
+
+    data = path.read_bytes()
+    return RemoteFile(path.name, len(data), hashlib.sha256(data).hexdigest())
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """A tiny synthetic dataset (3 classes x 4 images), its archive, and matching `Sources`."""
+    import shutil
+
+    from flowerlib import synthetic
+    from flowerlib.download import Sources
+
+    root = tmp_path_factory.mktemp("tiny")
+    layout = synthetic.write_dataset(
+        root / "extracted", num_classes=3, images_per_class=4, image_size=64, seed=0
+    )
+    archive = synthetic.make_archive(layout.root, root / "102flowers.tgz")
+    for path in (layout.labels_mat, layout.setid_mat):
+        shutil.copy(path, root / path.name)
+    sources = Sources(
+        base_url="http://unused.invalid/",
+        archive=remote_file(archive),
+        labels=remote_file(layout.labels_mat),
+        setid=remote_file(layout.setid_mat),
+    )
+    return root, sources
+
+
+@pytest.fixture(scope="module")
+def clean_environment():
+    """No FLOWERS_* variable from the caller's shell; fewer synthetic images (read from the environment)."""
+    with pytest.MonkeyPatch.context() as mp:
+        for key in list(os.environ):
+            if key.startswith("FLOWERS_"):
+                mp.delenv(key)
+        mp.setenv("FLOWERS_SYNTHETIC_IMAGES_PER_CLASS", "8")
+        yield

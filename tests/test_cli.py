@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
 import runpy
 import subprocess
 import sys
@@ -26,15 +25,7 @@ SUBCOMMANDS = ["download", "prepare", "train", "evaluate", "predict", "run", "cl
 SMOKE = ["--profile", "smoke", "--head-epochs", "2", "--fine-tune-epochs", "1", "--quiet"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def clean_environment():
-    """No FLOWERS_* variable from the caller's shell; fewer synthetic images (read from the environment)."""
-    with pytest.MonkeyPatch.context() as mp:
-        for key in list(os.environ):
-            if key.startswith("FLOWERS_"):
-                mp.delenv(key)
-        mp.setenv("FLOWERS_SYNTHETIC_IMAGES_PER_CLASS", "8")
-        yield
+pytestmark = pytest.mark.usefixtures("clean_environment")
 
 
 @pytest.fixture(scope="module")

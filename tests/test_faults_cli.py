@@ -36,15 +36,7 @@ NUM_CLASSES = 4
 SMOKE = ["--profile", "smoke", "--num-classes", str(NUM_CLASSES), "--quiet"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def clean_environment():
-    """No FLOWERS_* variable from the caller's shell; a small synthetic dataset."""
-    with pytest.MonkeyPatch.context() as mp:
-        for key in list(os.environ):
-            if key.startswith("FLOWERS_"):
-                mp.delenv(key)
-        mp.setenv("FLOWERS_SYNTHETIC_IMAGES_PER_CLASS", "8")
-        yield
+pytestmark = pytest.mark.usefixtures("clean_environment")
 
 
 @pytest.fixture(scope="module")

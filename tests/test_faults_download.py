@@ -10,7 +10,6 @@ real where it can be (`/dev/full`) and an injected `OSError` where it cannot
 from __future__ import annotations
 
 import errno
-import hashlib
 import http.server
 import io
 import json
@@ -27,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from flowerlib import cli, download, locks, synthetic
+from flowerlib import cli, download, locks
 from flowerlib.artifacts import DiskWriteError, Layout
 from flowerlib.config import Config
 from flowerlib.download import DownloadError, RemoteFile, Sources
@@ -37,28 +36,7 @@ FAST = {"progress": False, "retries": 0, "retry_wait": 0.0, "timeout": 5.0}
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _remote(path: Path) -> RemoteFile:
-    data = path.read_bytes()
-    return RemoteFile(path.name, len(data), hashlib.sha256(data).hexdigest())
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    """A tiny synthetic dataset (3 classes x 4 images), its archive, and matching `Sources`."""
-    root = tmp_path_factory.mktemp("tiny")
-    layout = synthetic.write_dataset(
-        root / "extracted", num_classes=3, images_per_class=4, image_size=64, seed=0
-    )
-    archive = synthetic.make_archive(layout.root, root / "102flowers.tgz")
-    for path in (layout.labels_mat, layout.setid_mat):
-        shutil.copy(path, root / path.name)
-    sources = Sources(
-        base_url="http://unused.invalid/",
-        archive=_remote(archive),
-        labels=_remote(layout.labels_mat),
-        setid=_remote(layout.setid_mat),
-    )
-    return root, sources
+from conftest import remote_file as _remote  # noqa: E402
 
 
 class Server:
