@@ -437,6 +437,7 @@ class Checkpoint(keras.callbacks.Callback):
         self.outcome = "not resumed yet"
         self._fingerprint: dict[str, str] | None = None
         self._pending_es: dict[str, Any] | None = None
+        self._initial_epoch = 0
         self._t0 = 0.0
 
     @property
@@ -521,7 +522,8 @@ class Checkpoint(keras.callbacks.Callback):
                 f"{stored['best_epoch'] + 1}); its weights are restored and nothing is retrained. "
                 "To train it again, change what is trained or restart the run (train.Run(..., restart=True), --restart).",
             )
-            return max(planned, epoch)
+            self._initial_epoch = max(planned, epoch)
+            return self._initial_epoch
         self.outcome = "resumed"
         _say(
             self.verbose,
@@ -546,18 +548,25 @@ class Checkpoint(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         from flowerlib.locks import data_dir_lock
 
-        key = str(self.run.layout.root.parent.parent)
-        if key not in Checkpoint._locks:
-            stack = contextlib.ExitStack()
-            stack.enter_context(data_dir_lock(key, f"training run {self.run.cfg.run!r}"))
-            Checkpoint._locks[key] = stack
         if self._fingerprint is None:
             raise TrainError(
                 f"Call checkpoint.resume(model) for initial_epoch before fit: the {self.phase!r} "
                 "checkpoint must know what it belongs to."
             )
+        key = str(self.run.layout.root.parent.parent)
+        if key not in Checkpoint._locks:
+            stack = contextlib.ExitStack()
+            stack.enter_context(data_dir_lock(key, f"training run {self.run.cfg.run!r}"))
+            Checkpoint._locks[key] = stack
+        epochs = int(self.params.get("epochs") or 0)
+        if self.outcome == "restored" and epochs > self._initial_epoch:
+            _say(
+                self.verbose,
+                f"{self.label}: epochs was raised to {epochs}, so training continues from epoch "
+                f"{self._initial_epoch + 1} after all.",
+            )
         record = self.run.state["phases"].setdefault(self.phase, {"epoch": 0})
-        record.update(fingerprint=self._fingerprint, planned_epochs=int(self.params.get("epochs") or 0))
+        record.update(fingerprint=self._fingerprint, planned_epochs=epochs)
         record["restore_best"] = bool(self.es.restore_best_weights)
 
     def on_epoch_begin(self, epoch, logs=None):

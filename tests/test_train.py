@@ -409,3 +409,13 @@ def test_retraining_a_run_removes_the_evaluation_of_the_model_it_replaces(data_d
     train(cfg.replace(dropout=0.4), verbose=2)
     assert "Removed the evaluation of the model this run replaces" in capsys.readouterr().out
     assert not run.metrics.exists() and not run.per_class.exists()
+
+
+def test_raising_the_epochs_of_a_finished_phase_says_it_trains_on(data_dir, capsys):
+    cfg = make_cfg(data_dir, "more-after-finish", patience=50, fine_tune_epochs=0)
+    train(cfg, verbose=0)
+    counter = CountEpochs()
+    result = train(cfg.replace(head_epochs=5), callbacks=[counter], verbose=2)
+    said = capsys.readouterr().out
+    assert "epochs was raised to 5, so training continues from epoch 4 after all" in said
+    assert counter.count == 2 and result.history["epoch"].tolist() == [1, 2, 3, 4, 5]
