@@ -108,6 +108,28 @@ def gradcam_model(model: keras.Model, layer_name: str | None = None) -> tuple[An
     return inner, layers[:position], layers[position + 1 :]
 
 
+def _class_scores(after: list[Any], features: Any) -> Any:
+    """The class scores *before* the softmax (Selvaraju et al.; the Keras Grad-CAM example).
+
+    The softmax probability of a confident prediction is saturated: its gradient
+    vanishes and the heat map would be all zeros. So the last `Dense` layer with a
+    softmax is applied as `features @ kernel + bias`.
+    """
+    import keras
+    from keras import ops
+
+    flat: list[Any] = []
+    for layer in after:
+        flat += layer.layers if isinstance(layer, keras.Sequential) else [layer]
+    y = features
+    for i, layer in enumerate(flat):
+        last = i == len(flat) - 1
+        if last and isinstance(layer, keras.layers.Dense) and layer.activation is keras.activations.softmax:
+            return ops.matmul(y, layer.kernel) + (layer.bias if layer.use_bias else 0.0)
+        y = layer(y, training=False)
+    return y
+
+
 def gradcam(
     model: keras.Model,
     image: Any,
@@ -147,18 +169,15 @@ def gradcam(
     with tf.GradientTape() as tape:
         conv, features = inner(x, training=False)
         tape.watch(conv)
-        y = features
-        for layer in after:
-            y = layer(y, training=False)
-        probs = tf.cast(y, tf.float32)
-        num_classes = int(probs.shape[-1])
+        logits = tf.cast(_class_scores(after, features), tf.float32)
+        num_classes = int(logits.shape[-1])
         if class_index is None:
-            class_index = int(tf.argmax(probs[0]))
+            class_index = int(tf.argmax(logits[0]))
         elif not 0 <= int(class_index) < num_classes:
             raise ValueError(
                 f"class_index must be in 0..{num_classes - 1}. Received class_index={class_index}"
             )
-        score = probs[:, int(class_index)]
+        score = logits[:, int(class_index)]
     grads = tape.gradient(score, conv)
     if grads is None:
         raise GradCAMError("The class score does not depend on the chosen layer; pick an earlier layer_name.")

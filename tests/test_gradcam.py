@@ -113,3 +113,26 @@ def test_model_without_nested_backbone_is_refused():
     flat = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(inputs)))
     with pytest.raises(gradcam.GradCAMError, match="nested"):
         gradcam.gradcam(flat, np.zeros((32, 32, 3), np.float32))
+
+
+def test_a_saturated_prediction_still_gets_a_heat_map():
+    # With weights this large the softmax says p = 1.0 exactly in float32: its gradient is
+    # zero, and Grad-CAM on the probability would be all zeros. On the logit it is not.
+    saturated = _red_detector()
+    dense = saturated.get_layer("predictions")
+    dense.set_weights([np.array([[5000.0, -5000.0]]), np.zeros(2)])
+    image = _flower(30, 16)
+    assert float(saturated.predict(image[None], verbose=0)[0, 0]) == 1.0
+    heatmap = gradcam.gradcam(saturated, image)
+    assert heatmap.max() == pytest.approx(1.0)
+    peak = np.unravel_index(np.argmax(heatmap), heatmap.shape)
+    assert abs(peak[0] - 16) <= 8 and abs(peak[1] - 30) <= 8
+
+
+def test_the_classifier_of_build_classifier_works_with_its_nested_head(tmp_path):
+    from flowerlib.config import Config
+    from flowerlib.model import build_classifier
+
+    model = build_classifier(Config.for_profile("smoke", data_dir=tmp_path, num_classes=3))
+    heatmap = gradcam.gradcam(model, np.random.default_rng(0).uniform(0, 255, (64, 64, 3)).astype("float32"))
+    assert heatmap.shape == (64, 64) and np.isfinite(heatmap).all()
