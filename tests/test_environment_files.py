@@ -79,3 +79,32 @@ def test_python_floor_is_the_same_everywhere():
     assert tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"] == ">=3.11.4"
     assert "sys.version_info >= (3, 11, 4)" in (ROOT / "Makefile").read_text()
     assert "python>=3.11.4" in (ROOT / "environment.yml").read_text()
+
+
+def test_every_third_party_import_of_flowerlib_is_declared():
+    import ast
+    import importlib.metadata
+    import sys
+    import tomllib
+
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    declared = {
+        re.split(r"[~=<>!\[ ;]", d, maxsplit=1)[0].lower() for d in pyproject["project"]["dependencies"]
+    }
+    for extra in pyproject["project"].get("optional-dependencies", {}).values():
+        declared |= {re.split(r"[~=<>!\[ ;]", d, maxsplit=1)[0].lower() for d in extra}
+    distributions = importlib.metadata.packages_distributions()
+    missing = {}
+    for path in (ROOT / "flowerlib").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            for name in names:
+                top = name.split(".")[0]
+                if top in sys.stdlib_module_names or top in ("flowerlib", "__future__"):
+                    continue
+                dists = {d.lower().replace("_", "-") for d in distributions.get(top, [top])}
+                if not dists & declared:
+                    missing.setdefault(top, set()).add(path.name)
+    assert not missing, f"imported by flowerlib but not declared in pyproject.toml: {missing}"
