@@ -90,6 +90,15 @@ CONFIG_FLAGS: dict[str, tuple[str, Callable[[str], Any] | None, str]] = {
     "--augment": ("augment", None, "random flips, rotations and zooms of training images"),
     "--cache-features": ("cache_features", None, "train the head on cached backbone features"),
     "--cache-views": ("cache_views", int, "augmented views per training image in the feature cache"),
+    "--dropout": ("dropout", float, "dropout rate before the softmax layer"),
+    "--label-smoothing": ("label_smoothing", float, "share of each target spread over all classes (0: off)"),
+    "--patience": ("patience", int, "early-stopping patience in epochs (validation loss)"),
+    "--calibrate": ("calibrate", None, "fit a temperature on the validation images after training"),
+    "--tensorboard": (
+        "tensorboard",
+        None,
+        "also write TensorBoard logs to runs/RUN/logs/ (pip install -e '.[tensorboard]')",
+    ),
     "--run-name": ("run_name", str, "artifact folder under DATA_DIR/runs/ (default BACKBONE-SPLIT)"),
 }
 
@@ -277,6 +286,8 @@ def cmd_train(cfg: Config, args: argparse.Namespace) -> dict[str, Any]:
         best = float(rows["val_accuracy"].max())
         summary[f"{phase}_epochs"] = len(rows)
         summary[f"{phase}_best_val_accuracy"] = best
+        if "val_top5" in rows:
+            summary[f"{phase}_best_val_top5"] = float(rows["val_top5"].max())
         _say(f"{str(phase).replace('_', '-')}: {len(rows)} epochs, best validation accuracy {_percent(best)}")
     if "temperature" in result.info:
         info = result.info

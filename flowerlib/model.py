@@ -367,10 +367,15 @@ def compile_for_phase(
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=lr),
         loss=loss_for(cfg),
-        metrics=["accuracy"],
+        metrics=training_metrics(),
         jit_compile=use_jit(cfg),
     )
     return model
+
+
+def training_metrics() -> list:
+    """What `fit` reports besides the loss: accuracy and top-5 accuracy (`top5`)."""
+    return ["accuracy", keras.metrics.SparseTopKCategoricalAccuracy(5, name="top5")]
 
 
 def _count(weights) -> int:

@@ -824,7 +824,7 @@ def train(
 
 def _train(cfg, table, *, callbacks, restart, verbose) -> TrainResult:
     from flowerlib.cache import cached_features
-    from flowerlib.model import build_classifier, compile_for_phase, loss_for, set_trainable
+    from flowerlib.model import build_classifier, compile_for_phase, loss_for, set_trainable, training_metrics
     from flowerlib.pipeline import dataset_for
     from flowerlib.runtime import precision_policy, seed_everything, select_strategy, use_mixed_precision
 
@@ -883,7 +883,7 @@ def _train(cfg, table, *, callbacks, restart, verbose) -> TrainResult:
             head.compile(
                 optimizer=keras.optimizers.Adam(cfg.head_learning_rate),
                 loss=loss_for(cfg),
-                metrics=["accuracy"],
+                metrics=training_metrics(),
                 jit_compile=False,
             )
         t0 = time.perf_counter()

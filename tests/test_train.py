@@ -73,7 +73,10 @@ def test_both_phases_write_a_model_that_loads_and_predicts_the_same(data_dir):
     history = result.history
     assert list(history["phase"]) == ["head"] * 3 + ["fine_tune"] * 2
     assert list(history["epoch"]) == [1, 2, 3, 1, 2]
-    assert {"loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"} <= set(history.columns)
+    assert {"loss", "accuracy", "top5", "val_loss", "val_accuracy", "val_top5", "learning_rate"} <= set(
+        history.columns
+    )
+    assert (history["val_top5"] >= history["val_accuracy"]).all()
     fine = history[history.phase == "fine_tune"]["learning_rate"]
     assert fine.iloc[-1] < fine.iloc[0] <= cfg.fine_tune_learning_rate  # the cosine schedule
     assert result.info["cache_hit"] is False and result.info["replicas"] == 1
