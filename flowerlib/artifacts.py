@@ -280,3 +280,54 @@ def read_json(path: str | os.PathLike) -> Any:
         raise ValueError(
             f"{path} is not valid JSON ({e}). Delete it and re-run the step that writes it."
         ) from None
+
+
+RUN_COLUMNS = (
+    "run",
+    "backbone",
+    "image_size",
+    "split",
+    "dropout",
+    "fine_tune_epochs",
+    "fine_tune_learning_rate",
+)
+
+
+def runs_table(data_dir: str | os.PathLike) -> Any:
+    """The runs of a data directory side by side: settings, best validation accuracy, test metrics.
+
+    Read from each `runs/<run>/` folder's `config.json`, `history.csv` and
+    `metrics.json`; a missing or unreadable file leaves its columns empty and is
+    named in the `note` column.
+
+    Returns:
+        A `pandas.DataFrame`, one row per run, sorted by name (empty when there are none).
+    """
+    import pandas as pd
+
+    rows = []
+    root = Path(data_dir) / "runs"
+    for folder in sorted(p for p in root.glob("*") if p.is_dir()) if root.is_dir() else []:
+        run = RunLayout(folder)
+        row: dict[str, Any] = {"run": folder.name}
+        notes = []
+        try:
+            config = read_json(run.config)
+            row.update({k: config.get(k) for k in RUN_COLUMNS[1:]})
+        except (OSError, ValueError) as e:
+            notes.append("no config.json" if isinstance(e, FileNotFoundError) else "config.json unreadable")
+        try:
+            history = pd.read_csv(run.history)
+            row["best_val_accuracy"] = float(history["val_accuracy"].max())
+        except (OSError, ValueError, KeyError, pd.errors.ParserError):
+            notes.append("no training history")
+        try:
+            metrics = read_json(run.metrics)
+            row.update({f"test_{k}": metrics.get(k) for k in ("top1", "top5", "ece")})
+        except FileNotFoundError:
+            notes.append("not evaluated")
+        except (OSError, ValueError):
+            notes.append("metrics.json unreadable")
+        row["note"] = "; ".join(notes)
+        rows.append(row)
+    return pd.DataFrame(rows)

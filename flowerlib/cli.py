@@ -385,6 +385,21 @@ def cmd_predict(cfg: Config, args: argparse.Namespace) -> list[dict[str, Any]]:
     return results
 
 
+def cmd_runs(cfg: Config, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The runs in the data directory side by side (settings, validation and test accuracy)."""
+    from flowerlib.artifacts import runs_table
+
+    table = runs_table(cfg.data_dir)
+    records = json.loads(table.to_json(orient="records")) if len(table) else []
+    if getattr(args, "json", False):
+        return records
+    if not records:
+        _say(f"no runs in {cfg.data_dir / 'runs'} yet: train one with `flowerlib train`")
+    else:
+        _say(table.to_string(index=False, na_rep="-", float_format=lambda x: f"{x:.3g}"))
+    return records
+
+
 def cmd_run(cfg: Config, args: argparse.Namespace) -> dict[str, Any]:
     """Steps 1-4 in order."""
     args.tta = False
@@ -553,6 +568,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_json(p, "the predictions")
     p = add("run", cmd_run, "all four steps in order: download, prepare, train, evaluate")
     add_json(p, "a summary of every step")
+    p = add("runs", cmd_runs, "list the trained runs of the data directory with their settings and metrics")
+    add_json(p, "the table")
     p = add("clean-data", cmd_clean_data, "delete the data directory (dataset, splits, caches, models)")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     for p in sub.choices.values():

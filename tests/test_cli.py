@@ -372,3 +372,25 @@ def test_clean_data_refuses_a_folder_it_did_not_fill(tmp_path, capsys):
 def test_clean_data_of_a_missing_folder_is_fine(tmp_path, capsys):
     code, out, _ = _run(capsys, "clean-data", "--yes", "--data-dir", str(tmp_path / "none"))
     assert code == 0 and "nothing to delete" in out
+
+
+def test_runs_lists_every_run_side_by_side_and_names_what_is_missing(tmp_path, capsys):
+    import json as json_
+
+    root = tmp_path / "data"
+    code, out, _ = _run(capsys, "runs", "--data-dir", str(root))
+    assert code == 0 and "no runs" in out
+    good = root / "runs" / "good"
+    good.mkdir(parents=True)
+    (good / "config.json").write_text(json_.dumps({"backbone": "tiny", "image_size": 64, "dropout": 0.2}))
+    (good / "history.csv").write_text("phase,epoch,val_accuracy\nhead,1,0.5\nfine_tune,1,0.75\n")
+    (good / "metrics.json").write_text(json_.dumps({"top1": 0.7, "top5": 0.9, "ece": 0.05}))
+    broken = root / "runs" / "broken"
+    broken.mkdir()
+    (broken / "metrics.json").write_text("{not json")
+    code, out, _ = _run(capsys, "runs", "--json", "--data-dir", str(root))
+    rows = {r["run"]: r for r in json_.loads(out)}
+    assert code == 0 and set(rows) == {"good", "broken"}
+    assert rows["good"]["best_val_accuracy"] == 0.75 and rows["good"]["test_top1"] == 0.7
+    assert rows["good"]["note"] == ""
+    assert "no config.json" in rows["broken"]["note"] and "metrics.json unreadable" in rows["broken"]["note"]
