@@ -385,6 +385,25 @@ def cmd_predict(cfg: Config, args: argparse.Namespace) -> list[dict[str, Any]]:
     return results
 
 
+def cmd_export(cfg: Config, args: argparse.Namespace) -> dict[str, Any]:
+    """The trained model as a TensorFlow SavedModel and a LiteRT (TFLite) file, with labels.json."""
+    from flowerlib import evaluate
+    from flowerlib.model import export_model
+
+    if args.model is not None:
+        model, names = _load_model_file(args.model)
+        default = args.model.with_name("export")
+    else:
+        model, names, run = evaluate.load_trained(cfg)
+        default = run.root / "export"
+    folder = args.output or default
+    _say(f"exporting to {folder} (SavedModel and LiteRT)")
+    paths = export_model(model, folder, names)
+    for kind, path in paths.items():
+        _say(f"{kind:12} {path}")
+    return {k: str(v) for k, v in paths.items()}
+
+
 def cmd_runs(cfg: Config, args: argparse.Namespace) -> list[dict[str, Any]]:
     """The runs in the data directory side by side (settings, validation and test accuracy)."""
     from flowerlib.artifacts import runs_table
@@ -568,6 +587,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_json(p, "the predictions")
     p = add("run", cmd_run, "all four steps in order: download, prepare, train, evaluate")
     add_json(p, "a summary of every step")
+    p = add(
+        "export", cmd_export, "write the trained model as a TensorFlow SavedModel and a LiteRT (.tflite) file"
+    )
+    p.add_argument(
+        "--model", type=Path, default=None, metavar="FILE", help="a .keras model (default: the run's)"
+    )
+    p.add_argument(
+        "--output", type=Path, default=None, metavar="DIR", help="default: export/ beside the model"
+    )
+    add_json(p, "the written paths")
     p = add("runs", cmd_runs, "list the trained runs of the data directory with their settings and metrics")
     add_json(p, "the table")
     p = add("clean-data", cmd_clean_data, "delete the data directory (dataset, splits, caches, models)")

@@ -467,3 +467,57 @@ def load_model(path: str | os.PathLike, *, compile: bool = False) -> keras.Model
         f"rewrite it (`--restart` to retrain from scratch) or delete {path}; otherwise pass a .keras "
         "file written by `flowerlib train`."
     )
+
+
+def export_model(
+    model: keras.Model, folder: str | os.PathLike, class_names: list[str] | None = None
+) -> dict[str, Path]:
+    """Export a classifier for use outside Keras: a TensorFlow SavedModel and a LiteRT (TFLite) file.
+
+    Both take raw RGB pixels (0..255, float32, `[batch, S, S, 3]`, resized and
+    centre-cropped like `flowerlib.predict` does) and return the class
+    probabilities, preprocessing included. `labels.json` beside them lists the
+    class names by output index. The folder is written in full beside its final
+    place and then swapped in, so an interrupted export leaves the previous one.
+
+    Args:
+        model: the classifier (e.g. `load_model(run.model)`).
+        folder: where to write `saved_model/`, `model.tflite` and `labels.json`;
+            an existing folder is replaced only if it holds nothing else.
+        class_names: names by output index (default: none written).
+
+    Returns:
+        `{"saved_model": ..., "tflite": ..., "labels": ...}` paths.
+
+    Raises:
+        ModelConfigError: `folder` exists and holds files this function does not write.
+    """
+    import json
+    import shutil
+    import uuid
+
+    folder = Path(folder)
+    names = {"saved_model", "model.tflite", "labels.json"}
+    if folder.exists() and (not folder.is_dir() or {p.name for p in folder.iterdir()} - names):
+        raise ModelConfigError(
+            f"{folder} exists and holds other files than an export ({sorted(names)}); "
+            "choose an empty or new folder (--output)."
+        )
+    tmp = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        tmp.mkdir(parents=True)
+        model.export(str(tmp / "saved_model"), format="tf_saved_model", verbose=False)
+        model.export(str(tmp / "model.tflite"), format="litert", verbose=False)
+        if class_names is not None:
+            (tmp / "labels.json").write_text(json.dumps(list(class_names), indent=1), encoding="utf-8")
+        old = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:8]}.old")
+        if folder.exists():
+            folder.rename(old)
+        tmp.rename(folder)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    out = {"saved_model": folder / "saved_model", "tflite": folder / "model.tflite"}
+    if class_names is not None:
+        out["labels"] = folder / "labels.json"
+    return out
