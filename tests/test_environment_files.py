@@ -31,7 +31,8 @@ def test_requirements_and_environment_agree():
         for line in env_text[start + 1 :]
         if line.strip().startswith("- ") and not line.strip().startswith("#")
     ]
-    env = _requirement_lines(pip_lines)
+    assert "-e ." in pip_lines  # `conda env create` installs the project too: one step
+    env = _requirement_lines([line for line in pip_lines if line != "-e ."])
     assert req == env
     assert any(name == "tensorflow-cpu" for name, _ in req)
 
@@ -108,3 +109,19 @@ def test_every_third_party_import_of_flowerlib_is_declared():
                 if not dists & declared:
                     missing.setdefault(top, set()).add(path.name)
     assert not missing, f"imported by flowerlib but not declared in pyproject.toml: {missing}"
+
+
+def test_the_dev_and_notebooks_extras_pin_what_requirements_pins():
+    import tomllib
+
+    req = {
+        name: pin
+        for (name, _), pin in _requirement_lines((ROOT / "requirements.txt").read_text().splitlines()).items()
+    }
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    for extra in ("dev", "notebooks"):
+        for line in extras[extra]:
+            name, pin = re.match(r"^([A-Za-z0-9_.\-]+)\s*(.*)$", line).groups()
+            assert req.get(name.lower()) == pin, (
+                f"{extra} extra: {line!r} vs requirements.txt {req.get(name.lower())!r}"
+            )
