@@ -99,6 +99,9 @@ CONFIG_FLAGS: dict[str, tuple[str, Callable[[str], Any] | None, str]] = {
         None,
         "also write TensorBoard logs to runs/RUN/logs/ (pip install -e '.[tensorboard]')",
     ),
+    "--strategy": ("strategy", str, "auto: MirroredStrategy with several GPUs; default; mirrored"),
+    "--mixed-precision": ("mixed_precision", str, "auto: float16 compute on a GPU, float32 on a CPU"),
+    "--jit-compile": ("jit_compile", str, "XLA compilation (auto: off, it was slower on a CPU)"),
     "--run-name": ("run_name", str, "artifact folder under DATA_DIR/runs/ (default BACKBONE-SPLIT)"),
 }
 
@@ -162,7 +165,13 @@ def _split_names() -> list[str]:
 
 
 # Fields whose values are checked by argparse (a typo is a usage error before any work).
-_CHOICES: dict[str, Callable[[], list[str]]] = {"backbone": _backbone_names, "split": _split_names}
+_CHOICES: dict[str, Callable[[], list[str]]] = {
+    "backbone": _backbone_names,
+    "split": _split_names,
+    "strategy": lambda: ["auto", "default", "mirrored"],
+    "mixed_precision": lambda: ["auto", "on", "off"],
+    "jit_compile": lambda: ["auto", "on", "off"],
+}
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -562,6 +571,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("prepare", cmd_prepare, "step 2: build the train/val/test split table")
     p = add("train", cmd_train, "step 3: train the head, then fine-tune the last stages (resumable)")
     p.add_argument("--restart", action="store_true", help="discard this run's saved state and start afresh")
+    add_json(p, "a summary of the run")
     p = add("evaluate", cmd_evaluate, "step 4: metrics of the trained model on the held-out test split")
     p.add_argument(
         "--tta", action="store_true", help="test-time augmentation (average with the mirror image)"

@@ -69,7 +69,7 @@ HISTORY_COLUMNS = (
     "seconds",
 )
 # Settings that do not change what is trained: a finished run is reused across them.
-_NOT_IN_FINGERPRINT = ("data_dir", "source", "mirror", "tensorboard", "jit_compile")
+_NOT_IN_FINGERPRINT = ("data_dir", "source", "mirror", "tensorboard", "jit_compile", "strategy")
 # Settings that decide which images a tf.data pipeline yields, and in which order.
 _DATA_SETTINGS = ("image_size", "batch_size", "augment", "seed", "split", "split_fractions")
 _CHECKPOINT_FILE = re.compile(r"(head|fine_tune)-(latest|best)-\d{4}\.weights\.h5")

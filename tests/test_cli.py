@@ -394,3 +394,14 @@ def test_runs_lists_every_run_side_by_side_and_names_what_is_missing(tmp_path, c
     assert rows["good"]["best_val_accuracy"] == 0.75 and rows["good"]["test_top1"] == 0.7
     assert rows["good"]["note"] == ""
     assert "no config.json" in rows["broken"]["note"] and "metrics.json unreadable" in rows["broken"]["note"]
+
+
+def test_train_json_prints_only_the_summary_and_says_the_run_was_loaded(trained, capsys):
+    data_dir, _ = trained
+    loud = [a for a in SMOKE if a != "--quiet"]
+    code, out, err = _run(
+        capsys, "train", "--json", "--strategy", "default", "--data-dir", str(data_dir), *loud
+    )
+    summary = json.loads(out)  # nothing but the JSON on stdout
+    assert code == 0 and summary["resumed"] is True
+    assert "already finished" in err  # the sentence about saved state goes to stderr under --json
