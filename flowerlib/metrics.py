@@ -128,6 +128,10 @@ def compute_metrics(y_true: Any, probs: Any, class_names: Sequence[str] | None =
         over the classes present in `y_true` or predicted; a class never right
         has F1 0), `log_loss` (mean negative log-probability of the true class),
         `ece` (expected calibration error, 10 bins), `n` and `num_classes`.
+        The scikit-learn equivalents, which `tests/test_metrics_sklearn.py`
+        checks these against: `accuracy_score`, `top_k_accuracy_score`,
+        `balanced_accuracy_score`, `f1_score(average="macro", zero_division=0)`,
+        `log_loss`; ECE is this project's own.
     """
     y_true = _as_labels(y_true, "y_true")
     probs = _check_probs(y_true, probs)
