@@ -616,6 +616,13 @@ class Checkpoint(keras.callbacks.Callback):
 # --- the steps train() runs ---------------------------------------------------------------
 
 
+def tensorboard_callbacks(run: Run, phase: str) -> list[keras.callbacks.Callback]:
+    """`[keras.callbacks.TensorBoard(runs/<run>/logs/<phase>)]` when `cfg.tensorboard`, else `[]`."""
+    if not run.cfg.tensorboard:
+        return []
+    return [keras.callbacks.TensorBoard(log_dir=str(run.layout.logs / phase))]
+
+
 def fit_phase(
     model: keras.Model,
     run: Run,
@@ -651,9 +658,7 @@ def fit_phase(
         monitor="val_loss", patience=run.cfg.patience, restore_best_weights=True
     )
     checkpoint = Checkpoint(run, phase, early_stopping, verbose=verbose)
-    extra = list(callbacks)
-    if run.cfg.tensorboard:
-        extra.append(keras.callbacks.TensorBoard(log_dir=str(run.layout.logs / phase)))
+    extra = [*callbacks, *tensorboard_callbacks(run, phase)]
     if isinstance(train_data, tuple):
         x, y = train_data
         identity = data if data is not None else [x, y, *val_data]
