@@ -317,7 +317,8 @@ def cmd_evaluate(cfg: Config, args: argparse.Namespace) -> dict[str, Any]:
     table = splits.prepare_split(cfg)
     n_test = int((table["split"] == "test").sum())
     _say(f"evaluating {run.model} on {n_test:,} test images" + (" with TTA" if args.tta else ""))
-    result = evaluate.evaluate(model, table, cfg, tta=args.tta, class_names=names)
+    quiet = args.quiet or getattr(args, "json", False)
+    result = evaluate.evaluate(model, table, cfg, tta=args.tta, class_names=names, progress=not quiet)
     m = result.metrics
     # Shown before they are saved: a full or read-only disk must not lose the computed work.
     _say(

@@ -181,3 +181,19 @@ def test_step4_plots_draw(grey_data):
     for fig in figs:
         assert fig.axes
         plt.close(fig)
+
+
+def test_predict_dataset_shows_a_progress_bar_only_when_asked(capsys):
+    import keras
+
+    inputs = keras.Input((4, 4, 3))
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(keras.layers.Flatten()(inputs)))
+    batches = [(np.zeros((3, 4, 4, 3), "float32"), np.array([0, 1, 0])) for _ in range(2)]
+    from flowerlib.evaluate import predict_dataset
+
+    predict_dataset(model, batches)
+    assert "test images" not in capsys.readouterr().err
+    probs, labels = predict_dataset(model, batches, progress="test images", total=6)
+    err = capsys.readouterr().err
+    assert "test images" in err and "/6 " in err  # a bar over the 6 images (it clears itself when done)
+    assert probs.shape == (6, 2) and labels.tolist() == [0, 1, 0, 0, 1, 0]
