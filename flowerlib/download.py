@@ -36,6 +36,7 @@ whose message says what was wrong and what to do.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import itertools
 import logging
@@ -240,7 +241,7 @@ class _ResumingDownloader:
 
     def __call__(self, url: str, output_file: str, pooch_instance: Any) -> None:
         import requests
-        from tqdm import tqdm
+        from tqdm.auto import tqdm
 
         expected = self.expected
         start = self.part.stat().st_size if self.part.is_file() else 0
@@ -388,14 +389,15 @@ def download_file(
             logger.warning("Retrying %s (attempt %d of %d): %s", url, attempt + 1, retries + 1, problem)
             time.sleep(retry_wait * attempt)
         try:
-            pooch.retrieve(
-                url,
-                known_hash=f"sha256:{expected.sha256}",
-                fname=target.name,
-                path=target.parent,
-                downloader=downloader,
-                progressbar=False,
-            )
+            with _pooch_says(progress):
+                pooch.retrieve(
+                    url,
+                    known_hash=f"sha256:{expected.sha256}",
+                    fname=target.name,
+                    path=target.parent,
+                    downloader=downloader,
+                    progressbar=False,
+                )
         except DiskWriteError:
             raise
         except _HtmlPage:
@@ -457,6 +459,21 @@ def download_file(
     )
 
 
+@contextlib.contextmanager
+def _pooch_says(enabled: bool):
+    """Silence pooch's own "Downloading data from ..." lines unless progress is wanted (--quiet)."""
+    import pooch
+
+    log = pooch.get_logger()
+    level = log.level
+    if not enabled:
+        log.setLevel("WARNING")
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
 # --- extraction ------------------------------------------------------------------------------
 
 
@@ -516,7 +533,7 @@ def extract_archive(
     Raises:
         DownloadError: an unsafe member, a corrupt archive or the wrong images.
     """
-    from tqdm import tqdm
+    from tqdm.auto import tqdm
 
     archive = Path(archive)
     tmp = _scratch_folder(layout)
@@ -729,7 +746,7 @@ def _bad_images(paths: list[Path], progress: bool) -> dict[str, str]:
     """`{file name: problem}` for the files of `paths` that are not readable JPEGs."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from tqdm import tqdm
+    from tqdm.auto import tqdm
 
     workers = min(4, os.cpu_count() or 1)  # PIL decodes without holding the GIL
     with ThreadPoolExecutor(workers) as pool:

@@ -354,3 +354,15 @@ def test_progress_bars_for_downloads_and_extraction(served, dataset, tmp_path, c
     err = capfd.readouterr().err
     assert "102flowers.tgz" in err and "imagelabels.mat" in err and "extracting" in err
     _assert_complete(Layout(cfg.data_dir))
+
+
+def test_quiet_downloads_say_nothing_and_progress_shows_the_bars(served, dataset, tmp_path, capfd):
+    _, sources = dataset
+    quiet = {**FAST, "progress": False}
+    download.fetch_dataset(_config(tmp_path / "quiet", mirror=served.url), sources=sources, **quiet)
+    said = capfd.readouterr()
+    assert said.out == "" and said.err == ""  # --quiet: no bar, no pooch line, nothing
+    loud = {**FAST, "progress": True}
+    download.fetch_dataset(_config(tmp_path / "loud", mirror=served.url), sources=sources, **loud)
+    said = capfd.readouterr()
+    assert "102flowers.tgz" in said.err and "extracting" in said.err  # the download and extraction bars
