@@ -225,7 +225,10 @@ def make_dataset(
     ds = ds.batch(batch_size)
     if augment:
         aug = augmenter(seed)
-        ds = ds.map(lambda x, y: (aug(x, training=True), y), num_parallel_calls=autotune, deterministic=True)
+        # The random layers draw from one seed generator: batches augmented in parallel would
+        # draw in thread order, so a seeded pipeline augments one batch at a time (reproducible).
+        parallel = autotune if seed is None else None
+        ds = ds.map(lambda x, y: (aug(x, training=True), y), num_parallel_calls=parallel, deterministic=True)
     return ds.prefetch(autotune)
 
 
