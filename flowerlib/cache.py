@@ -124,7 +124,7 @@ def key_inputs(
         augmentation = {
             "seed": cfg.seed,
             "stride": VIEW_SEED_STRIDE,
-            "layers": _without_names(json.loads(json.dumps(augmenter(cfg.seed).get_config(), default=str))),
+            "layers": without_names(json.loads(json.dumps(augmenter(cfg.seed).get_config(), default=str))),
         }
     return {
         "version": FORMAT_VERSION,
@@ -141,17 +141,17 @@ def key_inputs(
     }
 
 
-def _without_names(obj: Any) -> Any:
+def without_names(obj: Any) -> Any:
     """A layer config without its auto-numbered `name` fields (they change on every build)."""
     if isinstance(obj, dict):
-        return {k: _without_names(v) for k, v in obj.items() if k != "name"}
+        return {k: without_names(v) for k, v in obj.items() if k != "name"}
     if isinstance(obj, list):
-        return [_without_names(v) for v in obj]
+        return [without_names(v) for v in obj]
     return obj
 
 
-def make_key(inputs: dict[str, Any]) -> str:
-    """The short hash naming a cache file."""
+def make_key(inputs: Any) -> str:
+    """The short hash of JSON-able `inputs`: names a cache file, fingerprints a checkpoint."""
     text = json.dumps(inputs, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 

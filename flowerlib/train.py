@@ -32,7 +32,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.util
-import json
 import math
 import os
 import re
@@ -47,6 +46,7 @@ import keras
 import numpy as np
 
 from flowerlib.artifacts import Layout, RunLayout, read_json, write_json, write_text
+from flowerlib.cache import make_key, without_names
 from flowerlib.errors import FlowerlibError
 
 if TYPE_CHECKING:
@@ -109,10 +109,6 @@ def _say(verbose: int, message: str) -> None:
         print(message, flush=True)
 
 
-def _hash(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
 # --- the run folder ------------------------------------------------------------
 
 
@@ -122,7 +118,7 @@ def run_fingerprint(cfg: Config, table: pd.DataFrame) -> str:
     from flowerlib.cache import table_fingerprint
 
     settings = {k: v for k, v in cfg.to_dict().items() if k not in _NOT_IN_FINGERPRINT}
-    return _hash(
+    return make_key(
         {"version": STATE_VERSION, "config": settings, "extra": cfg.extra, "table": table_fingerprint(table)}
     )
 
@@ -249,7 +245,7 @@ class Run:
         from flowerlib.cache import table_fingerprint
 
         settings = {k: getattr(self.cfg, k) for k in _DATA_SETTINGS}
-        return _hash({"table": table_fingerprint(self.table), "settings": settings})
+        return make_key({"table": table_fingerprint(self.table), "settings": settings})
 
     @property
     def finished(self) -> bool:
@@ -335,11 +331,6 @@ def _data_identity(data: Any) -> Any:
     return str(data)
 
 
-def _without_name(serialized: dict[str, Any]) -> dict[str, Any]:
-    config = {k: v for k, v in serialized.get("config", {}).items() if k != "name"}
-    return {**serialized, "config": config}
-
-
 def model_fingerprint(model: keras.Model, data: Any) -> dict[str, str]:
     """What a phase's checkpoint belongs to, part by part.
 
@@ -352,11 +343,11 @@ def model_fingerprint(model: keras.Model, data: Any) -> dict[str, str]:
     """
     trainable = {id(v) for v in model.trainable_weights}
     return {
-        "architecture": _hash(_canonical_config(model.get_config())),
-        "trainable": _hash([[id(v) in trainable, list(v.shape)] for v in model.weights]),
-        "optimizer": _hash(_without_name(keras.optimizers.serialize(model.optimizer))),
-        "loss": _hash(keras.losses.serialize(model.loss) if model.loss is not None else None),
-        "data": _hash(_data_identity(data)),
+        "architecture": make_key(_canonical_config(model.get_config())),
+        "trainable": make_key([[id(v) in trainable, list(v.shape)] for v in model.weights]),
+        "optimizer": make_key(without_names(keras.optimizers.serialize(model.optimizer))),
+        "loss": make_key(keras.losses.serialize(model.loss) if model.loss is not None else None),
+        "data": make_key(_data_identity(data)),
     }
 
 
@@ -471,7 +462,7 @@ class Checkpoint(keras.callbacks.Callback):
         """
         earlier = [self.run.phase(p) for p in PHASES[: PHASES.index(self.phase)]]
         fingerprint = model_fingerprint(model, self.run.data_key if data is None else data)
-        fingerprint["earlier"] = _hash([p and p.get("fingerprint") for p in earlier])
+        fingerprint["earlier"] = make_key([p and p.get("fingerprint") for p in earlier])
         self._fingerprint = fingerprint
         self._pending_es = None
         stored = self.run.phase(self.phase)
@@ -553,7 +544,7 @@ class Checkpoint(keras.callbacks.Callback):
                 f"Call checkpoint.resume(model) for initial_epoch before fit: the {self.phase!r} "
                 "checkpoint must know what it belongs to."
             )
-        key = str(self.run.layout.root.parent.parent)
+        key = str(self.run.cfg.data_dir)
         if key not in Checkpoint._locks:
             stack = contextlib.ExitStack()
             stack.enter_context(data_dir_lock(key, f"training run {self.run.cfg.run!r}"))
@@ -601,7 +592,7 @@ class Checkpoint(keras.callbacks.Callback):
         if record and record.get("epoch"):
             record["done"] = True
             self._save_and_prune()
-        stack = Checkpoint._locks.pop(str(self.run.layout.root.parent.parent), None)
+        stack = Checkpoint._locks.pop(str(self.run.cfg.data_dir), None)
         if stack is not None:
             stack.close()
 
