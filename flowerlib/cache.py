@@ -22,17 +22,25 @@ determines its content:
 Change any of them and the key changes, so a stale file is never reused (for
 example after the split table changes). Files are written atomically and
 checked on reading; an unreadable or inconsistent file is recomputed.
+
+For fine-tuning, the same forward pass can also keep an inner feature map: the
+input of the stages that fine-tuning unfreezes (`model.fine_tune_cut`; for
+ResNet50, `conv4`'s 14 x 14 x 1,024 output). Everything before it stays frozen,
+so it is the same in every epoch: stored once, in float16, as
+`cache/activations-<key>.npy` (memory-mapped when read), each fine-tuning
+epoch runs only the last stage (`train.CachedViews`, `model.top_model`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import time
 import weakref
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +56,7 @@ if TYPE_CHECKING:
     from flowerlib.config import Config
 
 FORMAT_VERSION = 1
+ACTIVATIONS_DTYPE = "float16"  # half the memory of float32; post-ReLU maps fit its range
 VIEW_SEED_STRIDE = 101  # augmented view v uses augmenter(seed + v * stride)
 logger = logging.getLogger(__name__)
 
@@ -65,6 +74,10 @@ class FeatureSet:
         path: the cache file.
         from_cache: True when read from disk, False when computed now.
         seconds: time spent (reading, or extracting and writing).
+        activations: float16 `[N, H, W, C]` feature maps at `activations_layer`
+            (memory-mapped from the cache), or None when not asked for.
+        activations_layer: the backbone layer they come from.
+        activations_key: the key of their cache file (it includes `key`).
     """
 
     features: np.ndarray
@@ -76,6 +89,9 @@ class FeatureSet:
     from_cache: bool
     seconds: float = 0.0
     meta: dict[str, Any] = field(default_factory=dict, repr=False)
+    activations: np.ndarray | None = field(default=None, repr=False)
+    activations_layer: str | None = None
+    activations_key: str | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -161,6 +177,16 @@ def cache_path(cfg: Config, key: str) -> Path:
     return Layout(cfg.data_dir).feature_cache(key)
 
 
+def activations_key(key: str, layer: str) -> str:
+    """The key of the feature maps at `layer` extracted with the features of `key`."""
+    return make_key({"features": key, "layer": layer, "dtype": ACTIVATIONS_DTYPE})
+
+
+def activations_path(cfg: Config, key: str) -> Path:
+    """`<data_dir>/cache/activations-<key>.npy`."""
+    return Layout(cfg.data_dir).cache_dir / f"activations-{key}.npy"
+
+
 # --- extraction ---------------------------------------------------------------
 
 
@@ -207,12 +233,14 @@ def extract_features(
         progress: a label for a progress bar; `None` shows none.
 
     Returns:
-        `(features float32 [N, D], labels int32 [N])`.
+        `(features float32 [N, D], labels int32 [N])`; for an extractor with an
+        `activations` output (`feature_extractor(..., activations=...)`), the
+        features are the pair `(activations float16 [N, H, W, C], features)`.
     """
     import tensorflow as tf
 
     forward = _forward_function(extractor, jit_compile)
-    features, labels = [], []
+    features, maps, labels = [], [], []
     bar = None
     if progress is not None:
         from tqdm.auto import tqdm
@@ -224,12 +252,18 @@ def extract_features(
         if jit_compile and batch_size and n < batch_size:
             pad = tf.zeros((batch_size - n, *images.shape[1:]), images.dtype)
             images = tf.concat([images, pad], axis=0)
-        features.append(np.asarray(forward(images), dtype=np.float32)[:n])
+        out = forward(images)
+        if isinstance(out, (list, tuple)):
+            maps.append(np.asarray(out[0][:n], dtype=ACTIVATIONS_DTYPE))
+            out = out[1]
+        features.append(np.asarray(out, dtype=np.float32)[:n])
         labels.append(np.asarray(y, dtype=np.int32))
         if bar is not None:
             bar.update(1)
     if bar is not None:
         bar.close()
+    if maps:
+        return (np.concatenate(maps), np.concatenate(features)), np.concatenate(labels)
     return np.concatenate(features), np.concatenate(labels)
 
 
@@ -252,6 +286,19 @@ def _read(path: Path, key: str) -> FeatureSet | None:
     )
 
 
+def _read_activations(path: Path, n: int) -> np.ndarray | None:
+    """The cached feature maps, memory-mapped, if the file is whole and holds `n` of them."""
+    try:
+        maps = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as e:
+        logger.warning("Ignoring unreadable activation cache %s (%s); recomputing it.", path, e)
+        return None
+    if maps.ndim != 4 or len(maps) != n or maps.dtype != np.dtype(ACTIVATIONS_DTYPE):
+        logger.warning("Ignoring inconsistent activation cache %s; recomputing it.", path)
+        return None
+    return maps
+
+
 def _write(path: Path, key: str, inputs: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
     meta = json.dumps({"key": key, "inputs": inputs}, sort_keys=True, default=str)
     with atomic_path(path) as tmp, tmp.open("wb") as f:
@@ -265,6 +312,7 @@ def cached_features(
     part: str,
     *,
     views: int | None = None,
+    activations: str | None = None,
     verbose: bool = False,
 ) -> FeatureSet:
     """Pooled features of `part`'s images under `model`'s frozen backbone, from the cache when possible.
@@ -278,6 +326,9 @@ def cached_features(
         part: `"train"`, `"val"` or `"test"`.
         views: augmented views per image on top of the image itself; defaults
             to `views_for(cfg, part)`.
+        activations: also keep the feature map of this backbone layer
+            (`model.fine_tune_cut(model, stages)`), from the same forward pass,
+            for fine-tuning from cached activations.
         verbose: show a progress bar while extracting, or say that the cache was read.
 
     Returns:
@@ -308,39 +359,69 @@ def cached_features(
     )
     key = make_key(inputs)
     path = cache_path(cfg, key)
-    if path.is_file():
-        hit = _read(path, key)
-        if hit is not None:
-            if verbose:
-                print(
-                    f"{part.capitalize()} features: read from the cache {path.name} (same weights, images and views)."
-                )
+    maps_key = activations_key(key, activations) if activations else None
+    maps_path = activations_path(cfg, maps_key) if maps_key else None
+    n = len(rows) * (views + 1)
+    hit = _read(path, key) if path.is_file() else None
+    maps = None
+    if hit is not None and maps_path is not None:
+        maps = _read_activations(maps_path, n) if maps_path.is_file() else None
+        if maps is None:
+            hit = None  # extract again: the features come with the maps in the same pass
+    if hit is not None:
+        if verbose:
+            what = "features and feature maps" if maps is not None else "features"
+            print(
+                f"{part.capitalize()} {what}: read from the cache {path.name} (same weights, images and views)."
+            )
+        if maps is None:
             return hit
+        return replace(hit, activations=maps, activations_layer=activations, activations_key=maps_key)
 
     t0 = time.perf_counter()
-    extractor = feature_extractor(model, fold_batchnorm=True)  # frozen: BatchNorm folded into the convs
+    # frozen: BatchNorm folded into the convs; with `activations`, two outputs of one pass
+    extractor = feature_extractor(model, fold_batchnorm=True, activations=activations)
     jit = use_jit(cfg)
     parts: dict[str, list[np.ndarray]] = {"features": [], "labels": [], "image_ids": [], "views": []}
-    for v in range(views + 1):
-        ds = make_dataset(
-            rows,
-            cfg.data_dir,
-            image_size=cfg.image_size,
-            batch_size=cfg.batch_size,
-            training=False,  # table order: features line up with image ids
-            augment=v > 0,
-            seed=cfg.seed + v * VIEW_SEED_STRIDE,
-        )
-        label = f"{part} features" + (f" (view {v})" if views else "") if verbose else None
-        feats, labels = extract_features(
-            extractor, ds, jit_compile=jit, batch_size=cfg.batch_size, progress=label
-        )
-        parts["features"].append(feats)
-        parts["labels"].append(labels)
-        parts["image_ids"].append(rows["image_id"].to_numpy(dtype=np.int64))
-        parts["views"].append(np.full(len(labels), v, dtype=np.int16))
+    with contextlib.ExitStack() as stack:
+        out = None
+        if maps_path is not None:
+            tmp = stack.enter_context(atomic_path(maps_path))
+            shape = (n, *extractor.output[0].shape[1:])
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=ACTIVATIONS_DTYPE, shape=shape)
+        for v in range(views + 1):
+            ds = make_dataset(
+                rows,
+                cfg.data_dir,
+                image_size=cfg.image_size,
+                batch_size=cfg.batch_size,
+                training=False,  # table order: features line up with image ids
+                augment=v > 0,
+                seed=cfg.seed + v * VIEW_SEED_STRIDE,
+            )
+            label = f"{part} features" + (f" (view {v})" if views else "") if verbose else None
+            feats, labels = extract_features(
+                extractor, ds, jit_compile=jit, batch_size=cfg.batch_size, progress=label
+            )
+            if out is not None:
+                out[v * len(rows) : (v + 1) * len(rows)] = feats[0]
+                feats = feats[1]
+            parts["features"].append(feats)
+            parts["labels"].append(labels)
+            parts["image_ids"].append(rows["image_id"].to_numpy(dtype=np.int64))
+            parts["views"].append(np.full(len(labels), v, dtype=np.int16))
+        if out is not None:
+            out.flush()
+            del out  # closes the file before it is renamed into place
     arrays = {k: np.concatenate(v) for k, v in parts.items()}
     _write(path, key, inputs, arrays)
+    if maps_path is not None:
+        maps = _read_activations(maps_path, n)
+        if verbose:
+            print(
+                f"{part.capitalize()} feature maps at {activations!r} cached for fine-tuning: "
+                f"{maps.shape[1:]} per image and view, {maps.nbytes / 2**20:,.0f} MiB in {maps_path.name}."
+            )
     return FeatureSet(
         **arrays,
         key=key,
@@ -348,4 +429,7 @@ def cached_features(
         from_cache=False,
         seconds=time.perf_counter() - t0,
         meta={"key": key, "inputs": inputs},
+        activations=maps,
+        activations_layer=activations,
+        activations_key=maps_key,
     )

@@ -201,8 +201,10 @@ def backbone_of(model: keras.Model) -> keras.Model:
     return model.get_layer(BACKBONE_LAYER_NAME)
 
 
-def feature_extractor(model: keras.Model, *, fold_batchnorm: bool = False) -> keras.Model:
-    """image -> pooled backbone features.
+def feature_extractor(
+    model: keras.Model, *, fold_batchnorm: bool = False, activations: str | None = None
+) -> keras.Model:
+    """image -> pooled backbone features (and, optionally, an inner feature map too).
 
     Args:
         model: a classifier from `build_classifier`.
@@ -211,15 +213,87 @@ def feature_extractor(model: keras.Model, *, fold_batchnorm: bool = False) -> ke
             that convolution's kernel and bias (`fold_batchnorm`). Same features
             up to float rounding; later changes to `model` do not reach it.
             Without it, the extractor shares the classifier's layers and weights.
+        activations: also output this backbone layer's feature map (e.g.
+            `fine_tune_cut(model, 1)`): the model then returns
+            `[activations, features]`, both from one forward pass.
     """
-    if not fold_batchnorm:
-        return keras.Model(
-            model.get_layer("preprocess").input, model.get_layer("pool").output, name="features"
+    backbone = backbone_of(model)
+    if fold_batchnorm:
+        backbone = fold_batchnorm_layers(backbone)
+    if activations is not None:
+        backbone = keras.Model(
+            backbone.input, [backbone.get_layer(activations).output, backbone.output], name=backbone.name
         )
     inputs = keras.Input(model.input.shape[1:], name="image", dtype=model.input.dtype)
     x = model.get_layer("preprocess")(inputs)
-    x = fold_batchnorm_layers(backbone_of(model))(x, training=False)
-    return keras.Model(inputs, model.get_layer("pool")(x), name="features")
+    x = backbone(x, training=False)
+    outputs = [x[0], model.get_layer("pool")(x[1])] if activations is not None else model.get_layer("pool")(x)
+    return keras.Model(inputs, outputs, name="features")
+
+
+def fine_tune_cut(model: keras.Model, stages: int = 1) -> str | None:
+    """The backbone layer whose output is the only input of its last `stages` stages.
+
+    While only those stages train, everything before this layer is frozen and
+    computes the same feature map for the same image: for ResNet50 and one
+    stage, `conv4_block6_out` (14 x 14 x 1,024 at 224 px), the input of `conv5`.
+    `flowerlib.cache` stores that map once per image and view, and `top_model`
+    fine-tunes from it.
+
+    Returns:
+        The layer name, or None when the stages take the backbone's input
+        itself (all stages unfrozen) or more than one tensor from before them.
+    """
+    backbone = backbone_of(model)
+    spec = spec_of(backbone)
+    inside = {
+        layer.name
+        for layer in backbone.layers
+        if (index := spec.stage_of(layer.name)) is not None and index < stages
+    }
+    cuts = set()
+    for layer in backbone.layers:
+        if layer.name not in inside:
+            continue
+        for node in layer._inbound_nodes:
+            for tensor in node.input_tensors:
+                producer = tensor._keras_history.operation
+                if producer.name not in inside:
+                    cuts.add(
+                        (producer.name, tensor._keras_history.node_index, tensor._keras_history.tensor_index)
+                    )
+    if len(cuts) != 1:
+        return None
+    name, node_index, tensor_index = cuts.pop()
+    layer = backbone.get_layer(name)
+    if isinstance(layer, layers.InputLayer) or node_index != 0 or tensor_index != 0:
+        return None
+    return name
+
+
+def top_model(model: keras.Model, stages: int = 1) -> keras.Model:
+    """The classifier from the `fine_tune_cut` on: feature map -> last stages -> pool -> head.
+
+    It shares its layers, and so its weights and `trainable` flags, with
+    `model`: fitting it fine-tunes the classifier, nothing is copied. The
+    backbone part is called with `training=False`, as in the classifier.
+
+    Raises:
+        ModelConfigError: the last `stages` stages have no single input map.
+    """
+    cut = fine_tune_cut(model, stages)
+    if cut is None:
+        raise ModelConfigError(
+            f"The last {stages} stage(s) of {backbone_of(model).name!r} do not start from one feature "
+            "map, so they cannot be fine-tuned from cached activations; set cache_features=False."
+        )
+    backbone = backbone_of(model)
+    tensor = backbone.get_layer(cut).output
+    last = keras.Model(tensor, backbone.output, name=f"{BACKBONE_LAYER_NAME}_from_{cut}")
+    inputs = keras.Input(tensor.shape[1:], name="activations")
+    x = last(inputs, training=False)  # BatchNorm in inference mode, as in the classifier
+    outputs = model.get_layer("head")(model.get_layer("pool")(x))
+    return keras.Model(inputs, outputs, name=f"{model.name}_top")
 
 
 class _Passthrough(keras.layers.Layer):

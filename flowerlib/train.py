@@ -9,7 +9,11 @@ steps in one call:
    the same object inside the classifier, so nothing needs copying.
 2. Fine-tuning (`cfg.fine_tune_epochs > 0`): the last `cfg.fine_tune_stages`
    stages unfrozen (BatchNorm stays frozen), recompiled with the low
-   `cfg.fine_tune_learning_rate`, trained on augmented images.
+   `cfg.fine_tune_learning_rate`, trained on augmented images. With
+   `cfg.cache_features`, the frozen part before those stages ran once, in the
+   feature extraction of step 1, which also kept its output map per image and
+   view; each epoch then runs only the unfrozen stages (`model.top_model`) on
+   those maps (`CachedViews`), validation included.
 3. `keep_better`: if fine-tuning never beat the head phase's validation loss,
    the head phase's weights are put back, with a message.
 4. `calibrate`: one temperature fitted on the validation images.
@@ -604,6 +608,54 @@ class Checkpoint(keras.callbacks.Callback):
                 p.unlink(missing_ok=True)
 
 
+class CachedViews(keras.utils.PyDataset):
+    """Batches of cached feature maps for `fit`: each epoch, one random view of every image.
+
+    While only the last stages train, the frozen part before them computes the
+    same map for the same input, so `flowerlib.cache` stores it once for every
+    image and each of its augmented views (`FeatureSet.activations`). Every
+    epoch, each image contributes one of its views, drawn at random, in a new
+    random order: augmentation as varied as the cached views, at the cost of the
+    last stages alone.
+
+    Args:
+        features: a `FeatureSet` with `activations` (rows grouped by view).
+        batch_size: maps per batch.
+        seed: seed of the view and order draws; `training=False` ignores it.
+        training: draw views and shuffle; False yields view 0 of every image
+            in table order (validation, prediction).
+    """
+
+    def __init__(self, features: Any, batch_size: int, *, seed: int = 0, training: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        if features.activations is None:
+            raise TrainError(
+                "These cached features have no feature maps: extract them with "
+                "cache.cached_features(..., activations=model.fine_tune_cut(model, stages))."
+            )
+        self.maps, self.labels = features.activations, np.asarray(features.labels)
+        views = np.asarray(features.views)
+        self.n_images = int(np.sum(views == 0))
+        self.n_views = len(views) // max(1, self.n_images)
+        self.batch_size = int(batch_size)
+        self.training = training
+        self._rng = np.random.default_rng(seed)
+        self._rows = np.arange(self.n_images)
+        self.on_epoch_end()
+
+    def __len__(self) -> int:
+        return math.ceil(self.n_images / self.batch_size)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        rows = np.sort(self._rows[index * self.batch_size : (index + 1) * self.batch_size])
+        return np.asarray(self.maps[rows], dtype=np.float32), self.labels[rows]
+
+    def on_epoch_end(self) -> None:
+        if self.training:  # row of image i's view v is v * n_images + i
+            order = self._rng.permutation(self.n_images)
+            self._rows = self._rng.integers(0, self.n_views, self.n_images) * self.n_images + order
+
+
 # --- the steps train() runs ---------------------------------------------------------------
 
 
@@ -712,12 +764,19 @@ def keep_better(
     return True
 
 
-def calibrate(model: keras.Model, run: Run) -> dict[str, float]:
+def calibrate(model: keras.Model, run: Run, probs: np.ndarray | None = None) -> dict[str, float]:
     """Fit a temperature on the validation images and build it into the model (in place).
 
     Label smoothing leaves the model underconfident; dividing the logits by the
     temperature that minimises the validation log loss fixes that without
     changing any prediction (`flowerlib.calibration`).
+
+    Args:
+        model: the trained classifier.
+        run: the `Run` (its split table names the validation images).
+        probs: the model's probabilities for the validation images, in table
+            order, when already computed (e.g. by `top_model` from cached maps);
+            by default `model.predict` over the validation pipeline.
 
     Returns:
         `temperature` (1.0: nothing changed) and the validation log loss and
@@ -727,8 +786,8 @@ def calibrate(model: keras.Model, run: Run) -> dict[str, float]:
     from flowerlib.metrics import compute_metrics
     from flowerlib.pipeline import dataset_for
 
-    val = dataset_for(run.cfg, run.table, "val", training=False)
-    probs = model.predict(val, verbose=0)
+    if probs is None:
+        probs = model.predict(dataset_for(run.cfg, run.table, "val", training=False), verbose=0)
     labels = run.table.loc[run.table["split"] == "val", "label"].to_numpy(dtype=np.int64)
     t = fit_temperature(probs, labels)
     apply_temperature(model, t)
@@ -820,7 +879,15 @@ def train(
 
 def _train(cfg, table, *, callbacks, restart, verbose) -> TrainResult:
     from flowerlib.cache import cached_features
-    from flowerlib.model import build_classifier, compile_for_phase, loss_for, set_trainable, training_metrics
+    from flowerlib.model import (
+        build_classifier,
+        compile_for_phase,
+        fine_tune_cut,
+        loss_for,
+        set_trainable,
+        top_model,
+        training_metrics,
+    )
     from flowerlib.pipeline import dataset_for
     from flowerlib.runtime import precision_policy, seed_everything, select_strategy, use_mixed_precision
 
@@ -867,9 +934,15 @@ def _train(cfg, table, *, callbacks, restart, verbose) -> TrainResult:
 
     # Phase 1: the head, on a frozen backbone.
     t0 = time.perf_counter()
+    # Fine-tuning from cached feature maps needs them from the same extraction.
+    cut = (
+        fine_tune_cut(model, cfg.fine_tune_stages)
+        if cfg.cache_features and cfg.fine_tune_epochs > 0
+        else None
+    )
     if cfg.cache_features:
-        train_f = cached_features(cfg, model, run.table, "train", verbose=verbose > 0)
-        val_f = cached_features(cfg, model, run.table, "val", views=0, verbose=verbose > 0)
+        train_f = cached_features(cfg, model, run.table, "train", activations=cut, verbose=verbose > 0)
+        val_f = cached_features(cfg, model, run.table, "val", views=0, activations=cut, verbose=verbose > 0)
         info.update(
             cache_hit=bool(train_f.from_cache and val_f.from_cache),
             extract_seconds=round(train_f.seconds + val_f.seconds, 2),
@@ -911,14 +984,25 @@ def _train(cfg, table, *, callbacks, restart, verbose) -> TrainResult:
         t0 = time.perf_counter()
         with scope():
             set_trainable(model, "fine_tune", cfg.fine_tune_stages)
-            compile_for_phase(model, "fine_tune", cfg, steps_per_epoch=run.steps_per_epoch)
+            # From the cached maps, only the unfrozen stages run (they share the classifier's weights).
+            tuned = model if cut is None else top_model(model, cfg.fine_tune_stages)
+            compile_for_phase(tuned, "fine_tune", cfg, steps_per_epoch=run.steps_per_epoch)
         seed_everything(cfg.seed)  # the same augmentation and dropout draws as notebook 03
+        if cut is None:
+            data, identity = pipelines(), None
+        else:
+            data = (
+                CachedViews(train_f, cfg.batch_size, seed=cfg.seed),
+                CachedViews(val_f, cfg.batch_size, training=False),
+            )
+            identity = [train_f.activations_key, val_f.activations_key]
         fine_ckpt = fit_phase(
-            model,
+            tuned,
             run,
             "fine_tune",
-            *pipelines(),
+            *data,
             epochs=cfg.fine_tune_epochs,
+            data=identity,
             callbacks=callbacks,
             verbose=verbose,
         )
@@ -936,5 +1020,10 @@ def _train(cfg, table, *, callbacks, restart, verbose) -> TrainResult:
 
     # Make the confidence honest: one temperature, fitted on the validation images.
     if cfg.calibrate:
-        info.update(calibrate(model, run))
+        probs = None  # from the cache when there is one: no image goes through the whole network again
+        if cut is not None:
+            probs = tuned.predict(CachedViews(val_f, cfg.batch_size, training=False), verbose=0)
+        elif cfg.cache_features:
+            probs = model.get_layer("head").predict(val_f.features, batch_size=cfg.batch_size, verbose=0)
+        info.update(calibrate(model, run, probs))
     return save_run(run, model, info)
