@@ -198,3 +198,57 @@ def test_one_trace_serves_every_extraction_call_and_dies_with_its_model(cfg, mod
     del extractor, forward
     gc.collect()
     assert alive() is None  # the cached function does not keep the model alive
+
+
+# --- feature maps for fine-tuning -------------------------------------------------------
+
+
+def test_feature_maps_come_with_the_features_and_are_read_back_memory_mapped(cfg, model, table):
+    from flowerlib.model import fine_tune_cut
+
+    cut = fine_tune_cut(model, 1)
+    plain = cache.cached_features(cfg, model, table, "val", views=0)  # features only
+    first = cache.cached_features(cfg, model, table, "val", views=0, activations=cut)
+    assert not first.from_cache, "asking for the maps extracts again (one pass gives both)"
+    np.testing.assert_allclose(first.features, plain.features, rtol=1e-4, atol=1e-5)
+    assert first.activations.dtype == np.float16 and len(first.activations) == len(first)
+    # The maps are what the classifier's frozen part computes at the cut (float16 rounding).
+    images = np.stack([pipeline_image(cfg, f) for f in table[table.split == "val"]["file"]])
+    inner = backbone_of(model)
+    import keras
+
+    upto = keras.Model(inner.input, inner.get_layer(cut).output)
+    expected = np.asarray(upto(model.get_layer("preprocess")(images)))
+    np.testing.assert_allclose(first.activations, expected, rtol=2e-3, atol=2e-3 * np.abs(expected).max())
+    second = cache.cached_features(cfg, model, table, "val", views=0, activations=cut)
+    assert second.from_cache and isinstance(second.activations, np.memmap)
+    assert second.activations_key == first.activations_key != first.key
+    np.testing.assert_array_equal(second.activations, first.activations)
+
+
+def pipeline_image(cfg, file):
+    from flowerlib.pipeline import read_image
+
+    return read_image(cfg.data_dir / file, cfg.image_size)
+
+
+def test_a_missing_or_truncated_map_file_is_recomputed(cfg, model, table):
+    from flowerlib.model import fine_tune_cut
+
+    cut = fine_tune_cut(model, 1)
+    good = cache.cached_features(cfg, model, table, "train", activations=cut)
+    path = cache.activations_path(cfg, good.activations_key)
+    expected = np.array(good.activations)
+    del good
+    path.write_bytes(path.read_bytes()[:200])  # truncated
+    again = cache.cached_features(cfg, model, table, "train", activations=cut)
+    assert not again.from_cache
+    np.testing.assert_allclose(again.activations, expected, rtol=1e-3, atol=1e-3)
+    path.unlink()
+    third = cache.cached_features(cfg, model, table, "train", activations=cut)
+    assert not third.from_cache and path.is_file()
+    # another cut is another file
+    other = cache.cached_features(cfg, model, table, "train", activations=fine_tune_cut(model, 2))
+    assert (
+        other.activations_key != third.activations_key and other.activations.shape[1:] != expected.shape[1:]
+    )

@@ -255,3 +255,50 @@ def test_in_keras_3_a_frozen_batchnorm_never_moves_and_a_trainable_one_does(call
         moved[bn_trainable] = float(np.abs(inner.get_layer("bn").moving_mean.numpy() - before).max())
     assert moved[False] == 0.0
     assert moved[True] > 0.0
+
+
+@pytest.mark.parametrize(
+    ("backbone", "stages", "cut"),
+    [
+        ("resnet50", 1, "conv4_block6_out"),
+        ("resnet50", 2, "conv3_block4_out"),
+        ("mobilenet_v2", 1, "block_12_add"),
+        ("mobilenet", 1, "conv_pw_11_relu"),
+        ("tiny", 1, "block2_pool"),
+    ],
+)
+def test_the_top_model_from_the_cut_is_the_classifier_and_shares_its_weights(tmp_path, backbone, stages, cut):
+    from flowerlib.model import fine_tune_cut, top_model
+
+    keras.utils.set_random_seed(0)
+    model = build_classifier(make_cfg(tmp_path, backbone=backbone, num_classes=3, image_size=64))
+    assert fine_tune_cut(model, stages) == cut
+    x = images(2, 64)
+    maps, features = feature_extractor(model, fold_batchnorm=True, activations=cut).predict(x, verbose=0)
+    top = top_model(model, stages)
+    np.testing.assert_allclose(
+        top.predict(maps, verbose=0), model.predict(x, verbose=0), rtol=1e-4, atol=1e-5
+    )
+    np.testing.assert_allclose(features, feature_extractor(model).predict(x, verbose=0), rtol=1e-3, atol=1e-4)
+    # Unfreezing the classifier unfreezes the top model: the same weight objects.
+    set_trainable(model, "fine_tune", stages)
+    assert top.trainable_weights and {id(w) for w in top.trainable_weights} == {
+        id(w) for w in model.trainable_weights
+    }
+    # Training the top model trains the classifier (nothing to copy back).
+    before = model.predict(x, verbose=0)
+    top.compile(optimizer=keras.optimizers.SGD(0.5), loss="sparse_categorical_crossentropy")
+    top.fit(maps, np.array([0, 1]), epochs=1, verbose=0)
+    assert not np.allclose(model.predict(x, verbose=0), before)
+    np.testing.assert_allclose(
+        top.predict(maps, verbose=0), model.predict(x, verbose=0), rtol=1e-3, atol=1e-5
+    )
+
+
+def test_all_stages_have_no_cut_and_the_top_model_says_why(tmp_path):
+    from flowerlib.model import fine_tune_cut, top_model
+
+    model = build_classifier(make_cfg(tmp_path, backbone="tiny", num_classes=3, image_size=32))
+    assert fine_tune_cut(model, 4) is None  # every stage trains: no frozen part to cache
+    with pytest.raises(ModelConfigError, match="cache_features=False"):
+        top_model(model, 4)

@@ -102,6 +102,88 @@ def test_both_phases_write_a_model_that_loads_and_predicts_the_same(data_dir):
     assert result.info["phases"] == {"head": "fresh", "fine_tune": "fresh"}
 
 
+def test_fine_tuning_from_cached_maps_changes_the_saved_classifiers_last_stage_only(data_dir):
+    from flowerlib.model import backbone_of
+
+    head_only = train(make_cfg(data_dir, "maps-head", fine_tune_epochs=0), verbose=0)
+    tuned = train(make_cfg(data_dir, "maps-both", fine_tune_learning_rate=1e-2), verbose=0)
+    maps = sorted(Layout(data_dir).cache_dir.glob("activations-*.npy"))
+    assert len(maps) == 2, "one file of feature maps for train, one for val"
+    before, after = backbone_of(load_model(head_only.run.model)), backbone_of(load_model(tuned.run.model))
+    changed = {
+        layer.name
+        for layer in after.layers
+        if layer.weights
+        and not all(
+            np.array_equal(a, b)
+            for a, b in zip(layer.get_weights(), before.get_layer(layer.name).get_weights(), strict=True)
+        )
+    }
+    assert tuned.info["kept"] == "fine_tune"
+    assert changed and all(name.startswith("block3") for name in changed), sorted(changed)
+    assert not any(isinstance(after.get_layer(n), keras.layers.BatchNormalization) for n in changed)
+
+
+def test_plain_path_fine_tunes_through_the_pipeline_without_feature_maps(tmp_path):
+    from flowerlib import synthetic
+
+    synthetic.write_dataset(tmp_path, num_classes=4, images_per_class=8, image_size=32, seed=0)
+    result = train(
+        make_cfg(tmp_path, "plain-both", cache_features=False, head_epochs=1, fine_tune_epochs=1), verbose=0
+    )
+    assert list(result.history["phase"]) == ["head", "fine_tune"]
+    assert not list(Layout(tmp_path).cache_dir.glob("*")), "nothing is cached on the plain path"
+
+
+class _Features:  # the fields of a cache.FeatureSet that CachedViews reads
+    def __init__(self, n_images, n_views):
+        self.views = np.repeat(np.arange(n_views), n_images)
+        self.labels = np.tile(np.arange(n_images), n_views)
+        # map of image i, view v: every value equal to 100 * v + i; a left-right ramp shows flips
+        base = (100 * self.views + np.tile(np.arange(n_images), n_views)).astype(np.float16)
+        self.activations = base[:, None, None, None] + np.zeros((1, 2, 3, 1), np.float16)
+        self.activations[:, :, :, 0] += np.array([0, 0.25, 0.5], np.float16)
+
+
+def test_cached_views_give_every_image_once_per_epoch_in_a_random_view_and_order():
+    from flowerlib.train import CachedViews
+
+    feats = _Features(n_images=10, n_views=3)
+    data = CachedViews(feats, batch_size=4, seed=0, flip=True)
+    assert len(data) == 3
+    seen_views, orders, flipped = set(), [], 0
+    for _ in range(6):
+        batches = [data[i] for i in range(len(data))]
+        x = np.concatenate([b[0] for b in batches])
+        y = np.concatenate([b[1] for b in batches])
+        assert x.dtype == np.float32 and x.shape == (10, 2, 3, 1)
+        assert sorted(y) == list(range(10)), "each image exactly once per epoch"
+        ids = np.round(x[:, 0, :, 0].min(axis=1)).astype(int)
+        np.testing.assert_array_equal(ids % 100, y)  # labels stay with their maps
+        seen_views |= set(ids // 100)
+        orders.append(tuple(y))
+        ramp = x[:, 0, 2, 0] - x[:, 0, 0, 0]
+        flipped += int(np.sum(ramp < 0))
+        data.on_epoch_end()
+    assert seen_views == {0, 1, 2} and len(set(orders)) > 1
+    assert 0 < flipped < 60, "about half of the maps are mirrored"
+    val = CachedViews(_Features(n_images=5, n_views=1), batch_size=2, training=False, flip=True)
+    y = np.concatenate([val[i][1] for i in range(len(val))])
+    x = np.concatenate([val[i][0] for i in range(len(val))])
+    assert list(y) == [0, 1, 2, 3, 4] and np.all(x[:, 0, 2, 0] > x[:, 0, 0, 0]), (
+        "validation: in order, unflipped"
+    )
+
+
+def test_cached_views_without_maps_is_a_clear_error():
+    from flowerlib.train import CachedViews
+
+    feats = _Features(2, 1)
+    feats.activations = None
+    with pytest.raises(TrainError, match="activations="):
+        CachedViews(feats, batch_size=2)
+
+
 def test_plain_head_path_trains_the_frozen_backbone_inside_fit(data_dir):
     cfg = make_cfg(data_dir, "plain", cache_features=False, head_epochs=2, fine_tune_epochs=0)
     result = train(cfg, verbose=0)
