@@ -114,6 +114,28 @@ class Evaluation:
         wrong = out[out["pred"] != out["label"]]
         return wrong.sort_values("confidence", ascending=False, kind="stable")
 
+    def sample(self, n: int, seed: int = 0) -> Evaluation:
+        """The same evaluation restricted to `n` of its images, drawn at random (all when fewer).
+
+        For a comparison that must stay cheap, such as test-time augmentation
+        over a part of the test set: the rows keep their table order.
+        """
+        if n < 1:
+            raise EvaluationError(f"n must be at least 1. Received n={n}")
+        if n >= len(self.table):
+            return self
+        rows = np.sort(np.random.default_rng(seed).choice(len(self.table), size=n, replace=False))
+        return _evaluation(
+            self.probs[rows],
+            self.table.iloc[rows].reset_index(drop=True),
+            self.class_names,
+            self.part,
+            self.split,
+            self.tta,
+            self.data_dir,
+            self.image_size,
+        )
+
     def image(self, row: int) -> np.ndarray:
         """The `row`-th evaluated image as the model saw it (resized, centre-cropped), 0..255."""
         from flowerlib import pipeline

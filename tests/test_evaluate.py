@@ -100,6 +100,19 @@ def test_evaluate_predictions_line_up_with_labels(grey_data):
     np.testing.assert_allclose(added.probs, reversed_result.probs[::-1], atol=1e-5)
     with pytest.raises(evaluate.EvaluationError, match="already used TTA"):
         evaluate.with_tta(_grey_classifier(), added)
+    # a random sample of the rows keeps each row's prediction, label and file together
+    sample = result.sample(10, seed=3)
+    assert len(sample.table) == sample.metrics["n"] == 10 and list(sample.table.index) == list(range(10))
+    rows = test_rows.reset_index(drop=True)
+    picked = [int(np.flatnonzero(rows["file"] == f)[0]) for f in sample.table["file"]]
+    assert picked == sorted(picked) and len(set(picked)) == 10
+    np.testing.assert_array_equal(sample.probs, result.probs[picked])
+    np.testing.assert_array_equal(sample.y_true, rows["label"].to_numpy()[picked])
+    assert result.sample(10, seed=3).table.equals(sample.table) and result.sample(100) is result
+    sampled_tta = evaluate.with_tta(_grey_classifier(), sample)
+    np.testing.assert_allclose(sampled_tta.probs, added.probs[picked], atol=1e-5)
+    with pytest.raises(evaluate.EvaluationError, match="n=0"):
+        result.sample(0)
 
 
 def test_evaluate_rejects_bad_part_and_label_mismatch(grey_data):
