@@ -37,6 +37,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import time
 import weakref
 import zipfile
@@ -57,6 +58,7 @@ if TYPE_CHECKING:
 
 FORMAT_VERSION = 1
 ACTIVATIONS_DTYPE = "float16"  # half the memory of float32; post-ReLU maps fit its range
+ACTIVATIONS_KEEP = 4  # feature-map files kept per data directory (train + val of two settings)
 VIEW_SEED_STRIDE = 101  # augmented view v uses augmenter(seed + v * stride)
 logger = logging.getLogger(__name__)
 
@@ -185,6 +187,38 @@ def activations_key(key: str, layer: str) -> str:
 def activations_path(cfg: Config, key: str) -> Path:
     """`<data_dir>/cache/activations-<key>.npy`."""
     return Layout(cfg.data_dir).cache_dir / f"activations-{key}.npy"
+
+
+def prune_activations(cfg: Config, keep: int = ACTIVATIONS_KEEP, *, verbose: bool = False) -> list[Path]:
+    """Delete all but the `keep` most recently used feature-map files of the data directory.
+
+    They are large (ResNet50: about 1.6 GiB for the official split) and every
+    change of weights, views or unfrozen stages writes new ones; the features
+    (`features-*.npz`, small) are kept. A deleted file is recomputed when
+    needed again. Files still open elsewhere are left alone where the system
+    refuses (Windows).
+
+    Returns:
+        The deleted files.
+    """
+    files = sorted(
+        Layout(cfg.data_dir).cache_dir.glob("activations-*.npy"),
+        key=lambda f: f.stat().st_mtime,
+        reverse=True,
+    )
+    deleted = []
+    for path in files[keep:]:
+        size = path.stat().st_size
+        try:
+            path.unlink()
+        except OSError:
+            continue
+        deleted.append(path)
+        if verbose:
+            print(
+                f"Deleted the older feature-map cache {path.name} ({size / 2**20:,.0f} MiB): only the {keep} most recently used are kept."
+            )
+    return deleted
 
 
 # --- extraction ---------------------------------------------------------------
@@ -368,6 +402,9 @@ def cached_features(
         maps = _read_activations(maps_path, n) if maps_path.is_file() else None
         if maps is None:
             hit = None  # extract again: the features come with the maps in the same pass
+        else:
+            with contextlib.suppress(OSError):  # recently used: `prune_activations` keeps it
+                os.utime(maps_path)
     if hit is not None:
         if verbose:
             what = "features and feature maps" if maps is not None else "features"
@@ -416,6 +453,7 @@ def cached_features(
     arrays = {k: np.concatenate(v) for k, v in parts.items()}
     _write(path, key, inputs, arrays)
     if maps_path is not None:
+        prune_activations(cfg, verbose=verbose)
         maps = _read_activations(maps_path, n)
         if verbose:
             print(

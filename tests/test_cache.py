@@ -252,3 +252,25 @@ def test_a_missing_or_truncated_map_file_is_recomputed(cfg, model, table):
     assert (
         other.activations_key != third.activations_key and other.activations.shape[1:] != expected.shape[1:]
     )
+
+
+def test_only_the_most_recently_used_feature_map_files_are_kept(tmp_path, capsys):
+    import os
+
+    cfg = Config.for_profile("smoke", data_dir=tmp_path)
+    folder = Layout(tmp_path).cache_dir
+    folder.mkdir(parents=True)
+    for i in range(6):
+        (folder / f"activations-{i}.npy").write_bytes(b"x" * 1000)
+        os.utime(folder / f"activations-{i}.npy", (1000 + i, 1000 + i))
+    (folder / "features-0.npz").write_bytes(b"small")
+    deleted = cache.prune_activations(cfg, keep=4, verbose=True)
+    assert sorted(p.name for p in deleted) == ["activations-0.npy", "activations-1.npy"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "activations-2.npy",
+        "activations-3.npy",
+        "activations-4.npy",
+        "activations-5.npy",
+        "features-0.npz",
+    ]
+    assert capsys.readouterr().out.count("Deleted the older feature-map cache") == 2
