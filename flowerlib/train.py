@@ -624,21 +624,9 @@ class CachedViews(keras.utils.PyDataset):
         seed: seed of the view and order draws; `training=False` ignores it.
         training: draw views and shuffle; False yields view 0 of every image
             in table order (validation, prediction).
-        flip: with `training`, also mirror half of the maps left to right, a
-            new half every epoch (a mirrored map is not exactly the map of the
-            mirrored image, but close: ImageNet filters come in mirrored pairs).
     """
 
-    def __init__(
-        self,
-        features: Any,
-        batch_size: int,
-        *,
-        seed: int = 0,
-        training: bool = True,
-        flip: bool = False,
-        **kwargs,
-    ):
+    def __init__(self, features: Any, batch_size: int, *, seed: int = 0, training: bool = True, **kwargs):
         super().__init__(**kwargs)
         if features.activations is None:
             raise TrainError(
@@ -651,7 +639,6 @@ class CachedViews(keras.utils.PyDataset):
         self.n_views = len(views) // max(1, self.n_images)
         self.batch_size = int(batch_size)
         self.training = training
-        self.flip = flip
         self._rng = np.random.default_rng(seed)
         self._rows = np.arange(self.n_images)
         self.on_epoch_end()
@@ -660,20 +647,13 @@ class CachedViews(keras.utils.PyDataset):
         return math.ceil(self.n_images / self.batch_size)
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        batch = slice(index * self.batch_size, (index + 1) * self.batch_size)
-        order = np.argsort(self._rows[batch])  # read the memory-mapped rows in file order
-        rows, flips = self._rows[batch][order], self._flips[batch][order]
-        maps = np.asarray(self.maps[rows], dtype=np.float32)
-        maps[flips] = maps[flips, :, ::-1]
-        return maps, self.labels[rows]
+        rows = np.sort(self._rows[index * self.batch_size : (index + 1) * self.batch_size])  # file order
+        return np.asarray(self.maps[rows], dtype=np.float32), self.labels[rows]
 
     def on_epoch_end(self) -> None:
-        self._flips = np.zeros(self.n_images, dtype=bool)
         if self.training:  # row of image i's view v is v * n_images + i
             order = self._rng.permutation(self.n_images)
             self._rows = self._rng.integers(0, self.n_views, self.n_images) * self.n_images + order
-            if self.flip:
-                self._flips = self._rng.random(self.n_images) < 0.5
 
 
 # --- the steps train() runs ---------------------------------------------------------------
