@@ -615,18 +615,32 @@ class CachedViews(keras.utils.PyDataset):
     same map for the same input, so `flowerlib.cache` stores it once for every
     image and each of its augmented views (`FeatureSet.activations`). Every
     epoch, each image contributes one of its views, drawn at random, in a new
-    random order: augmentation as varied as the cached views, at the cost of the
-    last stages alone.
+    random order, and each map moves by up to `shift` cells in each direction
+    (edge cells repeated): for ResNet50's 14 x 14 `conv4` map one cell is 16 px
+    of a 224 px image, and a convolution's output follows its input's shifts.
+    Augmentation at the cost of the last stages alone. (Mirroring the maps was
+    measured too and cost accuracy: a mirrored map is not the map of the mirrored
+    image. Both measurements are in `benchmarks/RESULTS.md`.)
 
     Args:
         features: a `FeatureSet` with `activations` (rows grouped by view).
         batch_size: maps per batch.
         seed: seed of the view and order draws; `training=False` ignores it.
-        training: draw views and shuffle; False yields view 0 of every image
-            in table order (validation, prediction).
+        training: draw views, shifts and the order; False yields view 0 of
+            every image, unshifted, in table order (validation, prediction).
+        shift: the largest shift, in cells of the map (0: none).
     """
 
-    def __init__(self, features: Any, batch_size: int, *, seed: int = 0, training: bool = True, **kwargs):
+    def __init__(
+        self,
+        features: Any,
+        batch_size: int,
+        *,
+        seed: int = 0,
+        training: bool = True,
+        shift: int = 1,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if features.activations is None:
             raise TrainError(
@@ -639,6 +653,7 @@ class CachedViews(keras.utils.PyDataset):
         self.n_views = len(views) // max(1, self.n_images)
         self.batch_size = int(batch_size)
         self.training = training
+        self.shift = int(shift)
         self._rng = np.random.default_rng(seed)
         self._rows = np.arange(self.n_images)
         self.on_epoch_end()
@@ -647,13 +662,22 @@ class CachedViews(keras.utils.PyDataset):
         return math.ceil(self.n_images / self.batch_size)
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        rows = np.sort(self._rows[index * self.batch_size : (index + 1) * self.batch_size])  # file order
-        return np.asarray(self.maps[rows], dtype=np.float32), self.labels[rows]
+        batch = slice(index * self.batch_size, (index + 1) * self.batch_size)
+        order = np.argsort(self._rows[batch])  # read the memory-mapped rows in file order
+        rows, offsets = self._rows[batch][order], self._offsets[batch][order]
+        maps = np.asarray(self.maps[rows], dtype=np.float32)
+        if self.shift and self.training:  # move each map by its offset, repeating the edge cells
+            k, (h, w) = self.shift, maps.shape[1:3]
+            padded = np.pad(maps, ((0, 0), (k, k), (k, k), (0, 0)), mode="edge")
+            maps = np.stack([padded[i, dy : dy + h, dx : dx + w] for i, (dy, dx) in enumerate(offsets)])
+        return maps, self.labels[rows]
 
     def on_epoch_end(self) -> None:
+        self._offsets = np.full((self.n_images, 2), self.shift)  # the centre: no shift
         if self.training:  # row of image i's view v is v * n_images + i
             order = self._rng.permutation(self.n_images)
             self._rows = self._rng.integers(0, self.n_views, self.n_images) * self.n_images + order
+            self._offsets = self._rng.integers(0, 2 * self.shift + 1, (self.n_images, 2))
 
 
 # --- the steps train() runs ---------------------------------------------------------------

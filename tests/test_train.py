@@ -171,6 +171,32 @@ def test_cached_views_give_every_image_once_per_epoch_in_a_random_view_and_order
     )
 
 
+def test_cached_views_shift_each_training_map_by_at_most_one_cell_repeating_the_edge():
+    from flowerlib.train import CachedViews
+
+    feats = _Features(n_images=40, n_views=1)
+    feats.activations = np.broadcast_to(
+        np.arange(25, dtype=np.float16).reshape(1, 5, 5, 1), (40, 5, 5, 1)
+    ).copy()
+    data = CachedViews(feats, batch_size=40, seed=1)
+    x = data[0][0][..., 0]
+    grid = np.arange(25).reshape(5, 5)
+    seen = set()
+    for m in x:
+        centre = int(m[2, 2])  # the cell now at the centre came from (2 + dy, 2 + dx)
+        dy, dx = centre // 5 - 2, centre % 5 - 2
+        assert abs(dy) <= 1 and abs(dx) <= 1
+        expected = np.pad(grid, 1, mode="edge")[1 + dy : 6 + dy, 1 + dx : 6 + dx]
+        np.testing.assert_array_equal(m, expected)
+        seen.add((dy, dx))
+    assert len(seen) >= 7, "all nine shifts occur"
+    unshifted = CachedViews(feats, batch_size=40, training=False)[0][0][..., 0]
+    assert all(np.array_equal(m, grid) for m in unshifted), "validation maps are not moved"
+    assert all(
+        np.array_equal(m, grid) for m in CachedViews(feats, batch_size=40, seed=1, shift=0)[0][0][..., 0]
+    )
+
+
 def test_cached_views_without_maps_is_a_clear_error():
     from flowerlib.train import CachedViews
 
