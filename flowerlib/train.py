@@ -1016,7 +1016,7 @@ def _train(cfg, table, *, callbacks, restart, verbose) -> TrainResult:
             data, identity = pipelines(), None
         else:
             data = (
-                CachedViews(train_f, cfg.batch_size, seed=cfg.seed),
+                CachedViews(train_f, cfg.batch_size, seed=cfg.seed, shift=int(cfg.augment)),
                 CachedViews(val_f, cfg.batch_size, training=False),
             )
             identity = [train_f.activations_key, val_f.activations_key]
