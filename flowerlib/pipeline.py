@@ -228,7 +228,8 @@ def make_dataset(
         # The random layers draw from one seed generator: batches augmented in parallel would
         # draw in thread order, so a seeded pipeline augments one batch at a time (reproducible).
         parallel = autotune if seed is None else None
-        ds = ds.map(lambda x, y: (aug(x, training=True), y), num_parallel_calls=parallel, deterministic=True)
+        order = {} if parallel is None else {"deterministic": True}  # a sequential map keeps order anyway
+        ds = ds.map(lambda x, y: (aug(x, training=True), y), num_parallel_calls=parallel, **order)
     return ds.prefetch(autotune)
 
 
