@@ -242,6 +242,7 @@ def evaluate(
         EvaluationError: unknown or empty part, or labels outside the model's outputs.
     """
     from flowerlib import pipeline
+    from flowerlib.model import inference_copy
 
     if part not in PARTS:
         raise EvaluationError(f"part must be one of {PARTS}. Received part={part!r}")
@@ -278,7 +279,11 @@ def evaluate(
     )
     what = f"{part} images" + (" (with flips)" if tta else "")
     probs, labels = predict_dataset(
-        model, dataset, tta=tta, progress=what if progress else None, total=len(rows)
+        inference_copy(model),  # BatchNorm folded into the convs: the same predictions, faster
+        dataset,
+        tta=tta,
+        progress=what if progress else None,
+        total=len(rows),
     )
     _check_alignment(labels, rows)
     return _evaluation(probs, rows, names, part, cfg.split, tta, Path(cfg.data_dir), int(cfg.image_size))
@@ -306,6 +311,7 @@ def with_tta(
         EvaluationError: `evaluation` already used TTA.
     """
     from flowerlib import pipeline
+    from flowerlib.model import inference_copy
 
     if evaluation.tta:
         raise EvaluationError("This evaluation already used TTA; pass one made with tta=False.")
@@ -317,7 +323,7 @@ def with_tta(
         training=False,
     )
     flipped, labels = predict_dataset(
-        model,
+        inference_copy(model),
         dataset,
         flip=True,
         progress=f"flipped {evaluation.part} images" if progress else None,

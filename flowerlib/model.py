@@ -231,6 +231,24 @@ def feature_extractor(
     return keras.Model(inputs, outputs, name="features")
 
 
+def inference_copy(model: keras.Model) -> keras.Model:
+    """The classifier for prediction only: its backbone a copy with BatchNorm folded into the convs.
+
+    The same predictions up to float rounding, faster on a CPU (one op fewer per
+    convolution, as for the feature extraction); the head is shared, so a later
+    temperature or head change reaches the copy, a change to the backbone does not.
+    Models that are not flowerlib classifiers are returned as they are.
+    """
+    names = {layer.name for layer in model.layers}
+    if not {"preprocess", BACKBONE_LAYER_NAME, "pool", "head"} <= names:
+        return model
+    inputs = keras.Input(model.input.shape[1:], name="image", dtype=model.input.dtype)
+    x = model.get_layer("preprocess")(inputs)
+    x = fold_batchnorm_layers(backbone_of(model))(x, training=False)
+    outputs = model.get_layer("head")(model.get_layer("pool")(x))
+    return keras.Model(inputs, outputs, name=f"{model.name}_inference")
+
+
 def fine_tune_cut(model: keras.Model, stages: int = 1) -> str | None:
     """The backbone layer whose output is the only input of its last `stages` stages.
 
@@ -255,7 +273,7 @@ def fine_tune_cut(model: keras.Model, stages: int = 1) -> str | None:
     for layer in backbone.layers:
         if layer.name not in inside:
             continue
-        for node in layer._inbound_nodes:
+        for node in layer._inbound_nodes[:1]:  # the backbone's own graph (sub-models add nodes)
             for tensor in node.input_tensors:
                 producer = tensor._keras_history.operation
                 if producer.name not in inside:
@@ -318,14 +336,14 @@ def fold_batchnorm_layers(backbone: keras.Model) -> keras.Model:
     for layer in backbone.layers:
         if not isinstance(layer, layers.BatchNormalization) or layer.center is False or layer.scale is False:
             continue
-        nodes = layer._inbound_nodes
-        if len(nodes) != 1 or len(nodes[0].input_tensors) != 1:
+        nodes = layer._inbound_nodes  # more than one when a sub-model (`top_model`) reuses the layer
+        if not nodes or len(nodes[0].input_tensors) != 1:
             continue
         producer = nodes[0].input_tensors[0]._keras_history.operation
         if (
             isinstance(producer, (layers.Conv2D, layers.DepthwiseConv2D))
             and producer.activation is keras.activations.linear
-            and len(producer._outbound_nodes) == 1
+            and all(node.operation is layer for node in producer._outbound_nodes)  # feeds only this BN
             and layer.axis in (-1, 3)
         ):
             folds[producer.name] = layer

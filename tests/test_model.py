@@ -268,7 +268,7 @@ def test_in_keras_3_a_frozen_batchnorm_never_moves_and_a_trainable_one_does(call
     ],
 )
 def test_the_top_model_from_the_cut_is_the_classifier_and_shares_its_weights(tmp_path, backbone, stages, cut):
-    from flowerlib.model import fine_tune_cut, top_model
+    from flowerlib.model import fine_tune_cut, fold_batchnorm_layers, top_model
 
     keras.utils.set_random_seed(0)
     model = build_classifier(make_cfg(tmp_path, backbone=backbone, num_classes=3, image_size=64))
@@ -279,6 +279,13 @@ def test_the_top_model_from_the_cut_is_the_classifier_and_shares_its_weights(tmp
     np.testing.assert_allclose(
         top.predict(maps, verbose=0), model.predict(x, verbose=0), rtol=1e-4, atol=1e-5
     )
+    # Building the top model adds graph nodes to the shared layers; the cut, a second top
+    # model and the BatchNorm folding must not be misled by them.
+    assert (
+        fine_tune_cut(model, stages) == cut and top_model(model, stages).count_params() == top.count_params()
+    )
+    folded = fold_batchnorm_layers(backbone_of(model))
+    assert not [layer for layer in folded.layers if isinstance(layer, keras.layers.BatchNormalization)]
     np.testing.assert_allclose(features, feature_extractor(model).predict(x, verbose=0), rtol=1e-3, atol=1e-4)
     # Unfreezing the classifier unfreezes the top model: the same weight objects.
     set_trainable(model, "fine_tune", stages)
@@ -302,3 +309,32 @@ def test_all_stages_have_no_cut_and_the_top_model_says_why(tmp_path):
     assert fine_tune_cut(model, 4) is None  # every stage trains: no frozen part to cache
     with pytest.raises(ModelConfigError, match="cache_features=False"):
         top_model(model, 4)
+
+
+def test_the_inference_copy_predicts_the_same_and_shares_the_head(tmp_path):
+    from flowerlib.calibration import apply_temperature
+    from flowerlib.model import inference_copy
+
+    keras.utils.set_random_seed(0)
+    model = build_classifier(make_cfg(tmp_path, backbone="mobilenet_v2", num_classes=3))
+    rng = np.random.default_rng(0)
+    for layer in backbone_of(model).layers:  # non-trivial statistics, as after ImageNet training
+        if isinstance(layer, keras.layers.BatchNormalization):
+            shape = layer.gamma.shape
+            layer.set_weights(
+                [
+                    rng.uniform(0.5, 1.5, shape),
+                    rng.normal(0, 0.1, shape),
+                    rng.normal(0, 0.1, shape),
+                    rng.uniform(0.5, 2, shape),
+                ]
+            )
+    x = images(3)
+    fast = inference_copy(model)
+    inner = next(layer for layer in fast.layers if isinstance(layer, keras.Model))
+    assert not [layer for layer in inner.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    np.testing.assert_allclose(fast.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-4, atol=1e-6)
+    apply_temperature(model, 0.5)  # the head is shared: the copy follows
+    np.testing.assert_allclose(fast.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-4, atol=1e-6)
+    other = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    assert inference_copy(other) is other
