@@ -519,7 +519,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.quick
             else f" ({args.backbone}, stand-in test images)"
         )
-        path = common.write_section(SECTION, title, body, info, loads)
+        name = SECTION if args.quick or args.backbone == "resnet50" else f"{SECTION}-{args.backbone}"
+        path = common.write_section(name, title, body, info, loads)
         print(f"\nWrote {path}")
     return 0
 
