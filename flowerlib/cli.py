@@ -4,7 +4,7 @@
     flowerlib prepare                  # step 2: write the split table
     flowerlib train                    # step 3: head phase + fine-tuning, artifacts in the run folder
     flowerlib evaluate [--tta]         # step 4: metrics on the held-out test split
-    flowerlib predict IMAGE... [--top-k K] [--model FILE] [--json]
+    flowerlib predict IMAGE... [--top-k K] [--sure P] [--model FILE] [--json]
     flowerlib run                      # steps 1-4 in order
     flowerlib clean-data [--yes]       # delete the data directory
 
@@ -57,6 +57,19 @@ USER_ERRORS = (FlowerlibError, FileNotFoundError)
 
 def _weights(value: str) -> str | None:
     return None if value.lower() in ("none", "null", "random") else value
+
+
+def _probability(value: str) -> float:
+    """A threshold strictly between 0 and 1 (`--sure`)."""
+    try:
+        number = float(value)
+    except ValueError:
+        number = float("nan")
+    if not 0.0 < number < 1.0:  # NaN fails too
+        raise argparse.ArgumentTypeError(
+            f"expected a probability strictly between 0 and 1 (e.g. 0.5), received {value!r}"
+        )
+    return number
 
 
 def _positive_int(value: str) -> int:
@@ -372,9 +385,15 @@ def _load_model_file(path: Path) -> tuple[Any, list[str] | None]:
 
 
 def cmd_predict(cfg: Config, args: argparse.Namespace) -> list[dict[str, Any]]:
-    """The top-k classes of each image (files or http(s) URLs)."""
+    """The answer and the top-k classes of each image (files or http(s) URLs).
+
+    The answer is `prediction.verdict`'s sentence: the class alone when its
+    calibrated probability reaches `--sure`, else "Not sure: ..." with the
+    candidates. A not-sure answer is an answer: the exit status stays 0.
+    """
     from flowerlib import evaluate, prediction
 
+    sure = prediction.SURE_PROBABILITY if args.sure is None else args.sure
     if args.model is not None:
         model, names = _load_model_file(args.model)
     else:
@@ -383,11 +402,21 @@ def cmd_predict(cfg: Config, args: argparse.Namespace) -> list[dict[str, Any]]:
     results = []
     for position, source in enumerate(args.images):
         rows = table[table["source"] == position].drop(columns="source")
-        results.append({"image": source, "predictions": rows.to_dict(orient="records")})
+        answer = prediction.verdict(rows, sure)
+        results.append(
+            {
+                "image": source,
+                "predictions": rows.to_dict(orient="records"),
+                "sure": answer.sure,
+                "sentence": answer.sentence,
+                "threshold": answer.threshold,
+                "candidates": [c._asdict() for c in answer.candidates],
+            }
+        )
     if getattr(args, "json", False):
         return results  # the JSON on stdout says it all
     for number, result in enumerate(results):
-        _say(*([""] if number else []), result["image"])
+        _say(*([""] if number else []), result["image"], f"  {result['sentence']}")
         width = max(len(p["name"]) for p in result["predictions"])
         for p in result["predictions"]:
             bar = "#" * round(20 * p["probability"])
@@ -538,6 +567,7 @@ examples:
   flowerlib run                                  # the whole job on the real data (ResNet50)
   flowerlib run --profile smoke                  # ~20 s on a CPU: synthetic data, a tiny network
   flowerlib predict photo.jpg https://example.org/rose.jpg --top-k 3
+  flowerlib predict photo.jpg --sure 0.8         # answer only at 80 % or more, else "Not sure: ..."
   FLOWERS_DATA_DIR=/data/flowers flowerlib train --backbone mobilenet_v2 --head-epochs 5
 
 exit status: 0 success, 2 user error (one line on stderr; --debug shows the traceback),
@@ -581,12 +611,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = add(
         "predict",
         cmd_predict,
-        "the top-k classes of flower photos (files or http(s) URLs)",
+        "the answer and the top-k classes of flower photos (files or http(s) URLs)",
         " IMAGE [IMAGE ...]",
     )
     p.add_argument("images", nargs="+", metavar="IMAGE", help="an image file or an http(s) URL")
     p.add_argument(
         "--top-k", type=_positive_int, default=5, metavar="K", help="classes per image (default 5)"
+    )
+    p.add_argument(
+        "--sure",
+        type=_probability,
+        default=None,
+        metavar="P",
+        help="the calibrated top probability from which the answer is given as sure; below it the "
+        "answer is 'Not sure:' and the candidates (default 0.5, prediction.SURE_PROBABILITY; "
+        "choose it on held-out pictures: benchmarks/unlike_accuracy.py --sure P)",
     )
     p.add_argument(
         "--model",
@@ -595,7 +634,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="a .keras model (class names from labels.json beside it); default: the configured run's model",
     )
-    add_json(p, "the predictions")
+    add_json(p, "the predictions and the answers")
     p = add("run", cmd_run, "all four steps in order: download, prepare, train, evaluate")
     add_json(p, "a summary of every step")
     p = add(

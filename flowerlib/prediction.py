@@ -11,6 +11,15 @@ returns the top-k classes as a small table::
     0     1     53       sunflower        0.912
     ...
 
+`verdict(top)` turns that table into an honest answer: the class alone when
+its calibrated probability reaches `SURE_PROBABILITY`, otherwise "not sure" and
+the few classes it hesitates between::
+
+    >>> print(verdict(top).sentence)
+    sunflower (91 %)
+    >>> print(verdict(top_of_a_blurry_photo).sentence)
+    Not sure: sunflower (41 %), black-eyed susan (30 %) or barbeton daisy (20 %)
+
 Anything that is not a usable image is refused with one clear `PredictionError`
 (a `ValueError`): not an image, an empty or truncated file, a decompression
 bomb, a file or download over the size limit (checked before reading), a URL of
@@ -31,9 +40,10 @@ import urllib.parse
 import urllib.request
 import warnings
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -53,6 +63,19 @@ DOWNLOAD_TIMEOUT = 20.0
 _USER_AGENT = "flowerlib (https://github.com/; image classification example)"
 _CHUNK = 64 * 1024
 EXAMPLE_PHOTO = "example_flower.jpg"
+#: The calibrated top probability from which `verdict` gives an answer as sure.
+#: The models are calibrated (training ends by fitting a temperature on the
+#: validation images), so a top probability of 0.7 means "right about 70 % of the
+#: time on pictures like the validation photos": the threshold trades how often
+#: the model answers against how often its answers are right. Choose it on
+#: held-out pictures, never on the test images: `benchmarks/unlike_accuracy.py
+#: --sure P` reports, for threshold P, the share of pictures answered as sure and
+#: the accuracy among those answers, on the validation photos and on photos
+#: unlike the dataset's.
+SURE_PROBABILITY = 0.5
+#: The candidates `verdict` names: the most probable classes until together they
+#: reach this share of the probability (at most the rows of the table given).
+CANDIDATE_MASS = 0.9
 
 
 class PredictionError(FlowerlibError, ValueError):
@@ -492,6 +515,156 @@ def predict(
     """
     table = predict_many(model, [source], top_k, class_names, **load_kwargs)
     return table.drop(columns="source")
+
+
+# --- an honest answer ----------------------------------------------------------------
+
+
+class Candidate(NamedTuple):
+    """One class a `Verdict` names: its class `index`, `name` and `probability`."""
+
+    index: int
+    name: str
+    probability: float
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the model answers about one picture, in words (`verdict` makes it).
+
+    Attributes:
+        sure: the top probability reached the threshold: the answer is `name`.
+        name: the most probable class (the answer when `sure`).
+        probability: its calibrated probability.
+        candidates: the most probable classes, most probable first, until together
+            they reach `CANDIDATE_MASS` (at most the rows of the table given);
+            always starts with `name`.
+        sentence: one plain line: ``"sunflower (97 %)"`` when sure, else
+            ``"Not sure: sunflower (41 %), black-eyed susan (30 %) or barbeton daisy (20 %)"``
+            (ending with ``"or another class (N %)"`` when the candidates listed
+            fall short of `CANDIDATE_MASS`). `str(verdict)` is this sentence.
+        threshold: the `sure` threshold that was applied.
+    """
+
+    sure: bool
+    name: str
+    probability: float
+    candidates: tuple[Candidate, ...]
+    sentence: str
+    threshold: float
+
+    def __str__(self) -> str:
+        return self.sentence
+
+
+def _check_fraction(value: Any, what: str, *, allow_one: bool, meaning: str) -> float:
+    ok = not isinstance(value, bool) and isinstance(value, int | float | np.integer | np.floating)
+    if ok:
+        value = float(value)
+        ok = 0.0 < value < 1.0 or (allow_one and value == 1.0)
+    if not ok:
+        bounds = "above 0 and at most 1" if allow_one else "strictly between 0 and 1"
+        raise PredictionError(f"{what} must be a probability {bounds} ({meaning}). Received {what}={value!r}")
+    return value
+
+
+#: Sums of probabilities within this of `mass` reach it (0.6 + 0.3 is 0.8999999999999999
+#: in floating point, and a float32 softmax sums to 1 only within about 1e-7).
+_ROUNDING = 1e-6
+
+
+def _in_words(probability: float) -> str:
+    """A probability as a whole percentage, never rounded to a false 0 % or 100 %."""
+    percent = round(100 * probability)
+    if percent == 0 and probability > 0:
+        return "<1 %"
+    if percent == 100 and probability < 1:
+        return ">99 %"
+    return f"{percent} %"
+
+
+def _listed(parts: list[str], separator: str) -> str:
+    return parts[0] if len(parts) == 1 else separator.join(parts[:-1]) + " or " + parts[-1]
+
+
+def verdict(top: pd.DataFrame, sure: float = SURE_PROBABILITY, *, mass: float = CANDIDATE_MASS) -> Verdict:
+    """The model's answer about one picture, saying "not sure" when its top probability is low.
+
+    Read the top probability as a probability: the models are calibrated, so
+    answers given at 80 % are right about 80 % of the time (on pictures like the
+    validation photos; less on pictures unlike them). Below `sure` the model does
+    not pick one class but names the candidates it hesitates between.
+
+    Args:
+        top: one picture's table from `predict` (columns `index`, `name`,
+            `probability`; `rank` and a single-valued `source` may be there too),
+            e.g. `verdict(predict(model, "photo.jpg"))`. The candidates come from
+            its rows, so a larger `top_k` can name more of them.
+        sure: the calibrated top probability from which the answer is given as
+            sure (strictly between 0 and 1; default `SURE_PROBABILITY`). Choose
+            it on held-out pictures (see `SURE_PROBABILITY`).
+        mass: the candidates are the most probable classes until together they
+            reach this share of the probability (above 0, at most 1).
+
+    Returns:
+        A `Verdict`: `sure`, `name`, `probability`, `candidates`, `sentence`.
+
+    Raises:
+        PredictionError: `sure` or `mass` is not a probability in range, or `top`
+            is not one picture's table of probabilities.
+    """
+    sure = _check_fraction(
+        sure, "sure", allow_one=False, meaning="the calibrated top probability from which an answer is sure"
+    )
+    mass = _check_fraction(
+        mass, "mass", allow_one=True, meaning="the share of probability the candidates together reach"
+    )
+    if not isinstance(top, pd.DataFrame) or not {"index", "name", "probability"} <= set(top.columns):
+        raise PredictionError(
+            "verdict needs the table `predict` returns (columns index, name, probability). "
+            f"Received {_describe(top)}"
+        )
+    if "source" in top.columns and top["source"].nunique() > 1:
+        raise PredictionError(
+            f"The table holds the predictions of {top['source'].nunique()} pictures; pass one picture's rows, "
+            "e.g. table[table['source'] == 0], or use predict for one picture."
+        )
+    if len(top) == 0:
+        raise PredictionError("The table is empty: there is no prediction to judge.")
+    probs = top["probability"].to_numpy(dtype=np.float64)
+    if not np.all(np.isfinite(probs)) or probs.min() < 0 or probs.max() > 1 or probs.sum() > 1 + 1e-4:
+        raise PredictionError(
+            "The table's probabilities must lie in 0..1 and sum to at most 1 (one picture's softmax output). "
+            f"Received {probs.round(4).tolist()}"
+        )
+    order = np.argsort(-probs, kind="stable")
+    rows = top.iloc[order]
+    candidates: list[Candidate] = []
+    total = 0.0
+    for index, name, probability in zip(rows["index"], rows["name"], rows["probability"], strict=True):
+        candidates.append(Candidate(int(index), str(name), float(probability)))
+        total += float(probability)
+        if total >= mass - _ROUNDING:
+            break
+    best = candidates[0]
+    is_sure = best.probability >= sure
+    if is_sure:
+        sentence = f"{best.name} ({_in_words(best.probability)})"
+    else:
+        parts = [f"{c.name} ({_in_words(c.probability)})" for c in candidates]
+        if total < mass - _ROUNDING:  # the table ran out before the candidates reached `mass`
+            parts.append(f"another class ({_in_words(max(0.0, 1.0 - total))})")
+        # Names with commas in them (the synthetic classes' do) are listed with semicolons.
+        separator = "; " if any("," in c.name for c in candidates) else ", "
+        sentence = "Not sure: " + _listed(parts, separator)
+    return Verdict(
+        sure=bool(is_sure),
+        name=best.name,
+        probability=best.probability,
+        candidates=tuple(candidates),
+        sentence=sentence,
+        threshold=sure,
+    )
 
 
 def example_photo() -> Path:

@@ -93,6 +93,24 @@ def test_usage_errors_exit_2(argv, capsys):
     assert "usage: flowerlib" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("value", ["0", "1", "1.5", "-0.2", "nan", "half", "50%"])
+def test_a_bad_sure_threshold_is_a_usage_error(value, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["predict", "x.jpg", "--sure", value])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert "usage: flowerlib predict" in err and "probability strictly between 0 and 1" in err
+
+
+def test_sure_help_states_the_librarys_default(capsys):
+    from flowerlib.prediction import SURE_PROBABILITY
+
+    with pytest.raises(SystemExit):
+        cli.main(["predict", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "--sure P" in help_text and f"(default {SURE_PROBABILITY:g}," in help_text
+
+
 @pytest.mark.parametrize(
     "argv, usage, fragment",
     [
@@ -240,15 +258,23 @@ def test_evaluate_with_tta_writes_metrics(trained, capsys):
     assert json.loads(Path(metrics["metrics_file"]).read_text())["tta"] is True
 
 
-def test_predict_prints_a_table(trained, capsys):
+def test_predict_prints_the_answer_and_a_table(trained, capsys):
     data_dir, _ = trained
     image = data_dir / "jpg" / "image_00001.jpg"
-    code, out, _ = _run(capsys, "predict", str(image), "--top-k", "3", "--data-dir", str(data_dir), *SMOKE)
+    argv = ["predict", str(image), "--top-k", "3", "--data-dir", str(data_dir), *SMOKE]
+    code, out, _ = _run(capsys, *argv)
     assert code == 0
     lines = out.splitlines()
     assert lines[0] == str(image), out
-    assert [line.split(".")[0].strip() for line in lines[1:]] == ["1", "2", "3"]
-    assert all("%" in line for line in lines[1:])
+    (result,) = json.loads(_run(capsys, *argv, "--json")[1])
+    assert lines[1] == "  " + result["sentence"]  # the answer in words, then the table
+    top = result["predictions"][0]
+    if result["sure"]:
+        assert lines[1].startswith(f"  {top['name']} (") and lines[1].endswith(" %)")
+    else:
+        assert lines[1].startswith(f"  Not sure: {top['name']} (")
+    assert [line.split(".")[0].strip() for line in lines[2:]] == ["1", "2", "3"]
+    assert all("%" in line for line in lines[2:])
 
 
 def test_predict_json_parses_and_respects_top_k(trained, capsys):
@@ -267,6 +293,53 @@ def test_predict_json_parses_and_respects_top_k(trained, capsys):
         assert [p["rank"] for p in preds] == [1, 2]
         assert preds[0]["probability"] >= preds[1]["probability"]
         assert all(p["name"] == names[p["index"]] for p in preds)
+        # The answer: sure from the default threshold 0.5 up; the candidates are the top rows.
+        assert result["threshold"] == 0.5
+        assert result["sure"] is (preds[0]["probability"] >= 0.5)
+        candidates = result["candidates"]
+        assert 1 <= len(candidates) <= 2
+        assert candidates == [
+            {k: p[k] for k in ("index", "name", "probability")} for p in preds[: len(candidates)]
+        ]
+        assert result["sentence"].startswith("Not sure: " if not result["sure"] else candidates[0]["name"])
+
+
+def test_sure_changes_the_answer_for_the_same_image_and_exit_stays_0(trained, tmp_path, capsys):
+    from PIL import Image
+
+    data_dir, _ = trained
+    common = ["--data-dir", str(data_dir), *SMOKE]
+    images = [str(data_dir / "jpg" / f"image_{i:05d}.jpg") for i in range(1, 21)]
+    for name, pixels in [("grey", 128), ("dark", 30)]:  # no flower at all: likely among the least sure
+        Image.new("RGB", (64, 64), (pixels,) * 3).save(tmp_path / f"{name}.png")
+        images.append(str(tmp_path / f"{name}.png"))
+    code, out, _ = _run(capsys, "predict", *images, "--json", *common)
+    assert code == 0
+    # The least confident of these pictures: its top probability is well inside (0, 1).
+    result = min(json.loads(out), key=lambda r: r["predictions"][0]["probability"])
+    image, top = result["image"], result["predictions"][0]
+    assert 0.0 < top["probability"] < 0.999, top
+    above, below = (1 + top["probability"]) / 2, top["probability"] / 2
+
+    code, out, err = _run(capsys, "predict", image, "--sure", f"{above:.6f}", *common)
+    assert code == 0 and "flowerlib predict: error" not in err  # "not sure" is an answer, not a failure
+    sentence = out.splitlines()[1]
+    assert sentence.startswith(f"  Not sure: {top['name']} (")
+    (json_result,) = json.loads(
+        _run(capsys, "predict", image, "--sure", f"{above:.6f}", "--json", *common)[1]
+    )
+    assert json_result["sure"] is False and json_result["threshold"] == pytest.approx(above, abs=1e-6)
+    assert json_result["candidates"][0]["name"] == top["name"]
+    reached = sum(c["probability"] for c in json_result["candidates"]) >= 0.9 - 1e-6
+    assert reached or len(json_result["candidates"]) == 5  # 90 % of the probability, or all top-5 rows
+
+    code, out, _ = _run(capsys, "predict", image, "--sure", f"{below:.6f}", *common)
+    assert code == 0
+    assert out.splitlines()[1].startswith(f"  {top['name']} (")  # the class alone
+    (json_result,) = json.loads(
+        _run(capsys, "predict", image, "--sure", f"{below:.6f}", "--json", *common)[1]
+    )
+    assert json_result["sure"] is True and json_result["sentence"].startswith(top["name"])
 
 
 def test_predict_with_a_model_file_uses_its_labels(trained, tmp_path, capsys):

@@ -1,19 +1,22 @@
-"""predict(): every kind of image a user may pass, every bad input refused clearly, URLs offline."""
+"""predict(): every kind of image a user may pass, every bad input refused clearly, URLs offline;
+verdict(): "not sure" below the threshold, with the candidates."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import http.server
 import io
 import threading
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
 from flowerlib import prediction
-from flowerlib.prediction import PredictionError
+from flowerlib.prediction import SURE_PROBABILITY, PredictionError, verdict
 
 SIZE = 32
 NAMES = ["red", "green", "blue"]
@@ -236,6 +239,140 @@ def test_bad_top_k_and_class_names(model):
     with pytest.raises(PredictionError, match="2 class names"):
         prediction.predict(model, image, class_names=["a", "b"])
     assert issubclass(PredictionError, ValueError)
+
+
+# --- verdict: an honest answer ---------------------------------------------------------
+
+
+def _top(*probabilities: float, names: list[str] | None = None) -> pd.DataFrame:
+    """A table like `predict`'s, in the order given (not necessarily sorted)."""
+    names = names or [f"class {i}" for i in range(len(probabilities))]
+    return pd.DataFrame(
+        {
+            "rank": np.arange(1, len(probabilities) + 1),
+            "index": np.arange(len(probabilities)) + 10,
+            "name": names[: len(probabilities)],
+            "probability": probabilities,
+        }
+    )
+
+
+def test_sure_from_the_threshold_up_not_sure_just_below():
+    assert SURE_PROBABILITY == 0.5
+    assert verdict(_top(0.5, 0.3, 0.2)).sure  # the default threshold, reached exactly
+    assert not verdict(_top(0.4999, 0.3, 0.2001)).sure
+    assert not verdict(_top(0.5, 0.3, 0.2), sure=0.6).sure
+    assert verdict(_top(0.35, 0.33, 0.32), sure=0.3).sure
+    answer = verdict(_top(0.7, 0.2, 0.1), sure=0.7)
+    assert answer.sure and answer.threshold == 0.7
+    assert (answer.name, answer.probability) == ("class 0", 0.7)
+
+
+def test_a_sure_answer_names_one_class():
+    names = ["sunflower", "black-eyed susan", "barbeton daisy"]
+    answer = verdict(_top(0.97, 0.02, 0.01, names=names))
+    assert answer.sentence == "sunflower (97 %)" and str(answer) == answer.sentence
+    assert [c.name for c in answer.candidates] == ["sunflower"]  # 97 % reach the 90 % alone
+    assert verdict(_top(0.996, 0.004, names=names)).sentence == "sunflower (>99 %)"  # never a false 100 %
+    assert verdict(_top(1.0, 0.0, names=names)).sentence == "sunflower (100 %)"
+
+
+def test_not_sure_names_the_candidates_in_order():
+    names = ["sunflower", "black-eyed susan", "barbeton daisy", "english marigold", "buttercup"]
+    answer = verdict(_top(0.41, 0.30, 0.20, 0.05, 0.04, names=names))
+    assert not answer.sure and answer.name == "sunflower" and answer.probability == 0.41
+    assert answer.sentence == "Not sure: sunflower (41 %), black-eyed susan (30 %) or barbeton daisy (20 %)"
+    assert [(c.index, c.name) for c in answer.candidates] == [
+        (10, "sunflower"),
+        (11, "black-eyed susan"),
+        (12, "barbeton daisy"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("probabilities", "mass", "expected"),
+    [
+        ((0.41, 0.30, 0.12, 0.08, 0.05), 0.9, 4),  # 0.83 after three, 0.91 after four
+        ((0.6, 0.3, 0.1), 0.9, 2),  # 0.6 + 0.3 == 0.8999999999999999 still reaches 0.9
+        ((0.45, 0.44, 0.11), 0.9, 3),
+        ((0.45, 0.44, 0.11), 0.5, 2),
+        ((0.2, 0.2, 0.2, 0.2, 0.2), 1.0, 5),
+    ],
+)
+def test_candidates_are_the_fewest_that_reach_the_mass(probabilities, mass, expected):
+    answer = verdict(_top(*probabilities), sure=0.99, mass=mass)  # not sure: every candidate is named
+    chosen = [c.probability for c in answer.candidates]
+    assert len(chosen) == expected
+    assert chosen == sorted(chosen, reverse=True)
+    assert sum(chosen) >= mass - 1e-6 and sum(chosen[:-1]) < mass
+    for c in answer.candidates:
+        assert c.name in answer.sentence
+
+
+def test_candidates_are_sorted_whatever_the_order_of_the_rows():
+    answer = verdict(_top(0.2, 0.45, 0.35))
+    assert [c.name for c in answer.candidates] == ["class 1", "class 2", "class 0"]
+    assert answer.name == "class 1" and answer.sentence.startswith("Not sure: class 1 (45 %)")
+
+
+def test_when_the_rows_run_out_the_rest_is_named():
+    answer = verdict(_top(0.41, 0.30, names=["rose", "tulip"]))  # e.g. top_k=2: 71 % listed
+    assert answer.sentence == "Not sure: rose (41 %), tulip (30 %) or another class (29 %)"
+    assert len(answer.candidates) == 2
+    assert verdict(_top(0.45, names=["rose"])).sentence == "Not sure: rose (45 %) or another class (55 %)"
+
+
+def test_names_with_commas_are_listed_with_semicolons():
+    names = ["synthetic pink oval-5, green eye", "synthetic purple disc-4, orange eye"]
+    answer = verdict(_top(0.48, 0.47, names=names))
+    assert answer.sentence == (
+        "Not sure: synthetic pink oval-5, green eye (48 %) or synthetic purple disc-4, orange eye (47 %)"
+    )
+    answer = verdict(_top(0.4, 0.3, 0.25, names=[*names, "synthetic red star-6, black eye"]))
+    assert answer.sentence.count("; ") == 1 and " or " in answer.sentence
+
+
+@pytest.mark.parametrize("bad", [0, 0.0, 1, 1.0, -0.1, 1.5, float("nan"), float("inf"), True, "0.5", None])
+def test_bad_thresholds_are_refused(bad):
+    with pytest.raises(PredictionError, match=r"sure must be a probability strictly between 0 and 1"):
+        verdict(_top(0.6, 0.4), sure=bad)
+
+
+@pytest.mark.parametrize("bad", [0, -0.5, 1.01, float("nan"), "all"])
+def test_bad_masses_are_refused(bad):
+    with pytest.raises(PredictionError, match=r"mass must be a probability above 0 and at most 1"):
+        verdict(_top(0.6, 0.4), mass=bad)
+
+
+def test_only_one_pictures_table_is_judged():
+    with pytest.raises(PredictionError, match="2 pictures"):
+        verdict(pd.concat([_top(0.6, 0.4).assign(source=0), _top(0.9, 0.1).assign(source=1)]))
+    assert verdict(_top(0.6, 0.4).assign(source=3)).sure  # one picture's rows of predict_many
+    with pytest.raises(PredictionError, match="empty"):
+        verdict(_top(0.6).iloc[:0])
+    with pytest.raises(PredictionError, match="columns index, name, probability"):
+        verdict([0.6, 0.4])
+    with pytest.raises(PredictionError, match="0..1"):
+        verdict(_top(0.9, 0.8))  # not one softmax output
+
+
+def test_a_verdict_cannot_be_changed():
+    answer = verdict(_top(0.6, 0.4))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        answer.sure = False
+
+
+def test_verdict_of_real_predictions(model):
+    red = verdict(prediction.predict(model, Image.new("RGB", (20, 20), RED), class_names=NAMES))
+    assert red.sure and red.sentence.startswith("red (")
+    grey = prediction.predict(model, Image.new("RGB", (20, 20), (128, 128, 128)), class_names=NAMES)
+    answer = verdict(grey)  # every colour equally likely: one third each
+    assert not answer.sure and answer.probability == pytest.approx(1 / 3, abs=1e-3)
+    assert sorted(c.name for c in answer.candidates) == sorted(NAMES)
+    assert answer.sentence.startswith("Not sure: ") and all(name in answer.sentence for name in NAMES)
+    assert verdict(grey, sure=0.3).sure  # the same picture: the threshold decides
+    many = prediction.predict_many(model, [Image.new("RGB", (8, 8), BLUE)], class_names=NAMES)
+    assert verdict(many).name == "blue"
 
 
 # --- URLs against a real HTTP server on 127.0.0.1 -------------------------------------
