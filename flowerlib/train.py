@@ -1047,7 +1047,7 @@ def _train(cfg, table, *, callbacks, restart, verbose) -> TrainResult:
         probs = None  # from the cache when there is one: no image goes through the whole network again
         if cut is not None:
             probs = tuned.predict(CachedViews(val_f, cfg.batch_size, training=False), verbose=min(verbose, 1))
-        elif cfg.cache_features:
+        elif cfg.cache_features and cfg.fine_tune_epochs == 0:  # the backbone is as when cached
             probs = model.get_layer("head").predict(val_f.features, batch_size=cfg.batch_size, verbose=0)
         info.update(calibrate(model, run, probs))
     return save_run(run, model, info)

@@ -135,6 +135,39 @@ def test_plain_path_fine_tunes_through_the_pipeline_without_feature_maps(tmp_pat
     assert not list(Layout(tmp_path).cache_dir.glob("*")), "nothing is cached on the plain path"
 
 
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"fine_tune_epochs": 0},  # temperature from the cached features
+        {"fine_tune_stages": 4, "fine_tune_learning_rate": 1e-2},  # no cut: fine-tuned through the pipeline
+        {},  # from the cached maps
+    ],
+)
+def test_the_temperature_is_fitted_on_what_the_model_predicts(tmp_path, monkeypatch, overrides):
+    from flowerlib import synthetic
+    from flowerlib import train as training
+    from flowerlib.pipeline import dataset_for
+
+    seen = {}
+
+    def calibrate(model, run, probs=None):  # record what the temperature is fitted on
+        seen["fitted on"] = probs
+        seen["model predicts"] = model.predict(
+            dataset_for(run.cfg, run.table, "val", training=False), verbose=0
+        )
+        return original(model, run, probs)
+
+    original = training.calibrate
+    monkeypatch.setattr(training, "calibrate", calibrate)
+    synthetic.write_dataset(tmp_path, num_classes=4, images_per_class=8, image_size=32, seed=0)
+    result = train(make_cfg(tmp_path, "calibrated", **overrides), verbose=0)
+    assert result.info.get("kept", "fine_tune") == "fine_tune"
+    if seen["fitted on"] is not None:  # computed from the cache: must equal the model's own predictions
+        np.testing.assert_allclose(seen["fitted on"], seen["model predicts"], atol=2e-3)
+    else:
+        assert "fine_tune_stages" in overrides, "only the pipeline path leaves the predictions to calibrate()"
+
+
 class _Features:  # the fields of a cache.FeatureSet that CachedViews reads
     def __init__(self, n_images, n_views):
         self.views = np.repeat(np.arange(n_views), n_images)
