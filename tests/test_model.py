@@ -39,6 +39,22 @@ def images(n=4, size=32, seed=0):
     return np.random.default_rng(seed).uniform(0, 255, (n, size, size, 3)).astype("float32")
 
 
+def imagenet_like_batchnorm(model, seed: int = 0) -> None:
+    """Give every BatchNorm layer of the backbone non-trivial statistics, as after ImageNet training."""
+    rng = np.random.default_rng(seed)
+    for layer in backbone_of(model).layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            shape = layer.gamma.shape
+            layer.set_weights(
+                [
+                    rng.uniform(0.5, 1.5, shape),
+                    rng.normal(0, 0.1, shape),
+                    rng.normal(0, 0.1, shape),
+                    rng.uniform(0.5, 2.0, shape),
+                ]
+            )
+
+
 def count(weights) -> int:
     return int(sum(np.prod(w.shape) for w in weights))
 
@@ -209,18 +225,7 @@ def test_folded_batchnorm_extractor_gives_the_same_features_without_batchnorm_la
 
     keras.utils.set_random_seed(0)
     model = build_classifier(make_cfg(tmp_path, backbone=backbone, num_classes=3))
-    rng = np.random.default_rng(0)
-    for layer in backbone_of(model).layers:  # non-trivial statistics, as after ImageNet training
-        if isinstance(layer, keras.layers.BatchNormalization):
-            shape = layer.gamma.shape
-            layer.set_weights(
-                [
-                    rng.uniform(0.5, 1.5, shape),
-                    rng.normal(0, 0.1, shape),
-                    rng.normal(0, 0.1, shape),
-                    rng.uniform(0.5, 2.0, shape),
-                ]
-            )
+    imagenet_like_batchnorm(model)
     x = images(3)
     folded = feature_extractor(model, fold_batchnorm=True)
     plain = feature_extractor(model).predict(x, verbose=0)
@@ -317,18 +322,7 @@ def test_the_inference_copy_predicts_the_same_and_shares_the_head(tmp_path):
 
     keras.utils.set_random_seed(0)
     model = build_classifier(make_cfg(tmp_path, backbone="mobilenet_v2", num_classes=3))
-    rng = np.random.default_rng(0)
-    for layer in backbone_of(model).layers:  # non-trivial statistics, as after ImageNet training
-        if isinstance(layer, keras.layers.BatchNormalization):
-            shape = layer.gamma.shape
-            layer.set_weights(
-                [
-                    rng.uniform(0.5, 1.5, shape),
-                    rng.normal(0, 0.1, shape),
-                    rng.normal(0, 0.1, shape),
-                    rng.uniform(0.5, 2, shape),
-                ]
-            )
+    imagenet_like_batchnorm(model)
     x = images(3)
     fast = inference_copy(model)
     inner = next(layer for layer in fast.layers if isinstance(layer, keras.Model))
