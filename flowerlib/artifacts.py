@@ -128,6 +128,11 @@ class RunLayout:
         return self.root / "labels.json"
 
     @property
+    def reference(self) -> Path:
+        """The training photos' features for the "unlike every training photo" warning (`flowerlib.novelty`)."""
+        return self.root / "reference.npz"
+
+    @property
     def metrics(self) -> Path:
         return self.root / "metrics.json"
 

@@ -289,12 +289,14 @@ def fine_tune_cut(model: keras.Model, stages: int = 1) -> str | None:
     return name
 
 
-def top_model(model: keras.Model, stages: int = 1) -> keras.Model:
+def top_model(model: keras.Model, stages: int = 1, *, pooled: bool = False) -> keras.Model:
     """The classifier from the `fine_tune_cut` on: feature map -> last stages -> pool -> head.
 
     It shares its layers, and so its weights and `trainable` flags, with
     `model`: fitting it fine-tunes the classifier, nothing is copied. The
     backbone part is called with `training=False`, as in the classifier.
+    With `pooled=True` it stops before the head and returns the pooled
+    features (what `feature_extractor` gives for the whole image).
 
     Raises:
         ModelConfigError: the last `stages` stages have no single input map.
@@ -310,8 +312,9 @@ def top_model(model: keras.Model, stages: int = 1) -> keras.Model:
     last = keras.Model(tensor, backbone.output, name=f"{BACKBONE_LAYER_NAME}_from_{cut}")
     inputs = keras.Input(tensor.shape[1:], name="activations")
     x = last(inputs, training=False)  # BatchNorm in inference mode, as in the classifier
-    outputs = model.get_layer("head")(model.get_layer("pool")(x))
-    return keras.Model(inputs, outputs, name=f"{model.name}_top")
+    x = model.get_layer("pool")(x)
+    outputs = x if pooled else model.get_layer("head")(x)
+    return keras.Model(inputs, outputs, name=f"{model.name}_top" + ("_pooled" if pooled else ""))
 
 
 class _Passthrough(keras.layers.Layer):

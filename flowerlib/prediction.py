@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import http.client
 import io
+import math
 import os
 import struct
 import time
@@ -436,16 +437,90 @@ def _check_top_k(top_k: Any) -> int:
     return int(top_k)
 
 
+#: Look closer: when the whole photo gives no sure answer, square crops of these sizes (a
+#: fraction of the photo's shorter side) are scored too, on a grid of this many positions along
+#: the shorter side (more along the longer one): 1 + 4 + 9 + 16 = 30 views of a square photo.
+#: Measured on the "unlike" benchmark (`benchmarks/look_closer.py`, RESULTS.md).
+LOOK_CLOSER_GRID: tuple[tuple[float, int], ...] = ((0.7, 2), (0.5, 3), (0.35, 4))
+
+
+def closer_boxes(
+    height: int, width: int, grid: Sequence[tuple[float, int]] = LOOK_CLOSER_GRID
+) -> list[tuple[int, int, int]]:
+    """The look-closer crops of an image `height` x `width`: `(top, left, side)` squares, in pixels.
+
+    For each `(scale, k)` of `grid`: squares of side `scale` x the shorter side, at
+    `k` evenly spaced positions along the shorter side and proportionally more
+    along the longer one, from edge to edge. Repeated boxes are listed once.
+    """
+    short = min(int(height), int(width))
+    if short < 1:
+        raise PredictionError(f"The image has no pixels: height={height}, width={width}")
+    boxes: list[tuple[int, int, int]] = []
+    for scale, k in grid:
+        side = max(1, round(float(scale) * short))
+        tops = np.linspace(0, height - side, max(int(k), round(k * height / short))).round().astype(int)
+        lefts = np.linspace(0, width - side, max(int(k), round(k * width / short))).round().astype(int)
+        for box in ((int(t), int(left), side) for t in tops for left in lefts):
+            if box not in boxes:
+                boxes.append(box)
+    return boxes
+
+
+def _with_features(model: keras.Model) -> keras.Model:
+    """image -> [probabilities, pooled features] of a flowerlib classifier (layers shared)."""
+    import keras
+
+    names = {layer.name for layer in model.layers}
+    if "pool" not in names:
+        raise PredictionError(
+            "A reference (the unfamiliar-photo warning) needs a flowerlib classifier with a 'pool' layer; "
+            f"{model.name!r} has none. Pass reference=None."
+        )
+    return keras.Model(model.inputs, [model.output, model.get_layer("pool").output], name="with_features")
+
+
+def _run(model: keras.Model, batch: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """The model's outputs for `batch`, batch by batch, as float64 arrays (one per output)."""
+    parts = []
+    for i in range(0, len(batch), batch_size):
+        out = model.predict_on_batch(batch[i : i + batch_size])
+        parts.append([np.asarray(o) for o in (out if isinstance(out, list | tuple) else [out])])
+    return [np.concatenate(column).astype(np.float64) for column in zip(*parts, strict=True)]
+
+
+def _bounded(image: np.ndarray, shorter: int) -> np.ndarray:
+    """`image` shrunk (antialiased) so its shorter side is at most `shorter`: enough for the crops."""
+    import tensorflow as tf
+
+    h, w = image.shape[:2]
+    if min(h, w) <= shorter:
+        return image
+    scale = shorter / min(h, w)
+    size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    return tf.image.resize(image, size, method="bilinear", antialias=True).numpy()
+
+
 def predict_many(
     model: keras.Model,
     sources: Iterable[Any],
     top_k: int = 5,
     class_names: Sequence[str] | None = None,
     *,
+    look_closer: bool = True,
+    sure: float = SURE_PROBABILITY,
+    reference: Any = None,
     batch_size: int = 16,
     **load_kwargs: Any,
 ) -> pd.DataFrame:
     """Classify several images; every source is read (and checked) before any is classified.
+
+    Each photo is first classified whole (resized and centre-cropped like the test
+    images). When that answer is not sure (top probability below `sure`, or the
+    photo unfamiliar), the model looks closer: it also scores the crops of
+    `closer_boxes` and keeps the most confident view. A crop's probability is
+    not calibrated (the most confident of 30 views is confident by selection), so
+    `verdict` never calls an answer found this way sure.
 
     Args:
         model: a trained classifier (raw RGB 0..255 in, probabilities out).
@@ -453,34 +528,73 @@ def predict_many(
         top_k: how many classes to list per image (clipped to the number of classes).
         class_names: one name per model output (e.g. from `evaluate.load_trained`);
             defaults to the Flowers-102 names.
+        look_closer: score the crops when the whole photo gives no sure answer.
+        sure: the top probability below which the model looks closer (use the
+            threshold you pass to `verdict`).
+        reference: a `flowerlib.novelty.Reference`, or the path of the
+            `reference.npz` training wrote beside the model: each photo is then
+            marked familiar or not (its features near a training photo's).
         batch_size: images per forward pass.
         **load_kwargs: `max_pixels`, `max_bytes`, `max_file_bytes`, `timeout` (see `load_image`).
 
     Returns:
         DataFrame with columns `source` (position in `sources`), `rank`, `index`,
-        `name`, `probability`: `top_k` rows per image.
+        `name`, `probability`, `view` (`"whole"`, or `"closer"` when a crop gave
+        the answer), `box` (that crop's `(top, left, side)` in the photo's
+        pixels, else None) and `familiar` (True/False, None without a
+        reference): `top_k` rows per image.
 
     Raises:
         PredictionError: a source is not a usable image (the message names it),
-            or `top_k` / `class_names` do not fit the model.
+            or `top_k` / `class_names` / `sure` / `reference` do not fit the model.
     """
+    from flowerlib.pipeline import resize_and_crop
+
     top_k = _check_top_k(top_k)
     names = _names(model, class_names)
     size = _model_input_size(model)
+    sure = _check_fraction(sure, "sure", allow_one=False, meaning="below it the model looks closer")
+    if reference is not None and not hasattr(reference, "familiar"):
+        from flowerlib.novelty import load_reference
+
+        reference = load_reference(reference)
     sources = list(sources)
     if not sources:
         raise PredictionError("No images given: pass at least one file path, URL, PIL image or array.")
-    batch = np.stack([prepare_image(s, size, **load_kwargs) for s in sources])
-    probs = np.concatenate(
-        [
-            np.asarray(model.predict_on_batch(batch[i : i + batch_size]))
-            for i in range(0, len(batch), batch_size)
-        ]
-    ).astype(np.float64)
+    # The crops need at most this much resolution: the smallest is LOOK_CLOSER_GRID's last scale.
+    keep = math.ceil(size / min(scale for scale, _ in LOOK_CLOSER_GRID))
+    batch, photos = [], []  # the whole views; for looking closer, each photo and its scale
+    for source in sources:
+        image = load_image(source, **load_kwargs)
+        batch.append(resize_and_crop(image, size).numpy())
+        small = _bounded(image, keep) if look_closer else image[:0]
+        photos.append((small, image.shape[0] / max(1, small.shape[0])))
+    runner = model if reference is None else _with_features(model)
+    outputs = _run(runner, np.stack(batch), batch_size)
+    probs = outputs[0]
+    familiar: list[bool | None] = [None] * len(sources)
+    if reference is not None:
+        familiar = [bool(f) for f in reference.familiar(outputs[1])]
+    views: list[str] = ["whole"] * len(sources)
+    boxes: list[tuple[int, int, int] | None] = [None] * len(sources)
+    for i, (photo, scale) in enumerate(photos):
+        if not look_closer or (probs[i].max() >= sure and familiar[i] is not False):
+            continue
+        crops = closer_boxes(*photo.shape[:2])
+        views_i = np.stack([resize_and_crop(photo[t : t + s, x : x + s], size).numpy() for t, x, s in crops])
+        closer = _run(model, views_i, batch_size)[0]
+        best = int(closer.max(axis=1).argmax())
+        if closer[best].max() > probs[i].max():
+            probs[i], views[i] = closer[best], "closer"
+            t, x, s = crops[best]
+            boxes[i] = (round(t * scale), round(x * scale), round(s * scale))
     tables = []
     for position, p in enumerate(probs):
         table = _top_table(p, min(top_k, len(names)), names)
         table.insert(0, "source", position)
+        table["view"] = views[position]
+        table["box"] = [boxes[position]] * len(table)
+        table["familiar"] = familiar[position]
         tables.append(table)
     return pd.concat(tables, ignore_index=True)
 
@@ -490,6 +604,10 @@ def predict(
     source: Any,
     top_k: int = 5,
     class_names: Sequence[str] | None = None,
+    *,
+    look_closer: bool = True,
+    sure: float = SURE_PROBABILITY,
+    reference: Any = None,
     **load_kwargs: Any,
 ) -> pd.DataFrame:
     """Classify one image and return its `top_k` classes.
@@ -503,17 +621,28 @@ def predict(
         top_k: how many classes to list (clipped to the number of classes).
         class_names: one name per model output (e.g. from `evaluate.load_trained`);
             defaults to the Flowers-102 names.
+        look_closer, sure, reference: see `predict_many`.
         **load_kwargs: `max_pixels`, `max_bytes`, `max_file_bytes`, `timeout` (see `load_image`).
 
     Returns:
         DataFrame with columns `rank` (1 = most probable), `index` (class
-        index), `name`, `probability`.
+        index), `name`, `probability`, and `view`, `box`, `familiar` (see
+        `predict_many`).
 
     Raises:
         PredictionError: the source is not a usable image, or `top_k` /
             `class_names` do not fit the model.
     """
-    table = predict_many(model, [source], top_k, class_names, **load_kwargs)
+    table = predict_many(
+        model,
+        [source],
+        top_k,
+        class_names,
+        look_closer=look_closer,
+        sure=sure,
+        reference=reference,
+        **load_kwargs,
+    )
     return table.drop(columns="source")
 
 
@@ -544,6 +673,10 @@ class Verdict:
             (ending with ``"or another class (N %)"`` when the candidates listed
             fall short of `CANDIDATE_MASS`). `str(verdict)` is this sentence.
         threshold: the `sure` threshold that was applied.
+        looked_closer: the answer came from a crop (`predict_many`'s `view` is
+            `"closer"`): never sure, said in the sentence.
+        familiar: False when the photo looks unlike every training photo (then
+            never sure, and the sentence warns); None when not checked.
     """
 
     sure: bool
@@ -552,6 +685,8 @@ class Verdict:
     candidates: tuple[Candidate, ...]
     sentence: str
     threshold: float
+    looked_closer: bool = False
+    familiar: bool | None = None
 
     def __str__(self) -> str:
         return self.sentence
@@ -593,7 +728,10 @@ def verdict(top: pd.DataFrame, sure: float = SURE_PROBABILITY, *, mass: float = 
     Read the top probability as a probability: the models are calibrated, so
     answers given at 80 % are right about 80 % of the time (on pictures like the
     validation photos; less on pictures unlike them). Below `sure` the model does
-    not pick one class but names the candidates it hesitates between.
+    not pick one class but names the candidates it hesitates between. An answer
+    found by looking closer (a crop's, `view == "closer"`) or about a photo
+    unlike every training photo (`familiar` False) is never sure either: those
+    probabilities were measured to overstate how often the answer is right.
 
     Args:
         top: one picture's table from `predict` (columns `index`, `name`,
@@ -647,7 +785,10 @@ def verdict(top: pd.DataFrame, sure: float = SURE_PROBABILITY, *, mass: float = 
         if total >= mass - _ROUNDING:
             break
     best = candidates[0]
-    is_sure = best.probability >= sure
+    closer = _single(top, "view", "whole") == "closer"
+    familiar = _single(top, "familiar", None)
+    familiar = None if familiar is None or pd.isna(familiar) else bool(familiar)
+    is_sure = best.probability >= sure and not closer and familiar is not False
     if is_sure:
         sentence = f"{best.name} ({_in_words(best.probability)})"
     else:
@@ -656,7 +797,10 @@ def verdict(top: pd.DataFrame, sure: float = SURE_PROBABILITY, *, mass: float = 
             parts.append(f"another class ({_in_words(max(0.0, 1.0 - total))})")
         # Names with commas in them (the synthetic classes' do) are listed with semicolons.
         separator = "; " if any("," in c.name for c in candidates) else ", "
-        sentence = "Not sure: " + _listed(parts, separator)
+        lead = "Not sure; looking closer, part of the photo looks like " if closer else "Not sure: "
+        sentence = lead + _listed(parts, separator)
+        if familiar is False:
+            sentence += ". The photo looks unlike every training photo, so this may well be wrong"
     return Verdict(
         sure=bool(is_sure),
         name=best.name,
@@ -664,7 +808,19 @@ def verdict(top: pd.DataFrame, sure: float = SURE_PROBABILITY, *, mass: float = 
         candidates=tuple(candidates),
         sentence=sentence,
         threshold=sure,
+        looked_closer=closer,
+        familiar=familiar,
     )
+
+
+def _single(top: pd.DataFrame, column: str, default: Any) -> Any:
+    """The one value of `column` in one picture's table (`default` when the column is absent)."""
+    if column not in top.columns:
+        return default
+    values = top[column].tolist()
+    if any(v != values[0] and not (pd.isna(v) and pd.isna(values[0])) for v in values):
+        raise PredictionError(f"The table's {column!r} column differs between rows; pass one picture's rows.")
+    return values[0]
 
 
 def example_photo() -> Path:

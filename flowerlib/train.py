@@ -16,8 +16,12 @@ steps in one call:
    those maps (`CachedViews`), validation included.
 3. `keep_better`: if fine-tuning never beat the head phase's validation loss,
    the head phase's weights are put back, with a message.
-4. `calibrate`: one temperature fitted on the validation images.
-5. `save_run`: the artifacts of `artifacts.RunLayout`.
+4. `calibrate`: one temperature fitted on the validation images. The
+   trained model's pooled features of the training and validation images
+   (`final_features`, from the cached maps when there are some) give the
+   probabilities it is fitted on, and the reference of the "unlike every
+   training photo" warning (`flowerlib.novelty`).
+5. `save_run`: the artifacts of `artifacts.RunLayout`, `reference.npz` included.
 
 The bookkeeping is two ordinary pieces:
 
@@ -98,7 +102,8 @@ class TrainResult:
             `fine_tune_seconds`, `policy`, `strategy`, `replicas`, `phases`
             (what each phase's checkpoint did), `kept`; with `cfg.calibrate`,
             `temperature` and the validation log loss and calibration error
-            before and after it).
+            before and after it; `unfamiliar_distance`, the threshold of the
+            reference in `run.reference`).
     """
 
     model: keras.Model
@@ -825,13 +830,53 @@ def calibrate(model: keras.Model, run: Run, probs: np.ndarray | None = None) -> 
     }
 
 
-def save_run(run: Run, model: keras.Model, info: dict[str, Any] | None = None) -> TrainResult:
-    """Write the artifacts (labels, model, config, history), then mark the run finished.
+def final_features(
+    cfg: Config,
+    model: keras.Model,
+    run: Run,
+    train_f: Any = None,
+    val_f: Any = None,
+    cut: str | None = None,
+    *,
+    verbose: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The trained model's pooled features of the training and the validation images (view 0, table order).
+
+    From the cached maps through `top_model(..., pooled=True)` when fine-tuning used
+    them (`cut`), from the cached features when the backbone never changed, else
+    through the input pipeline and the whole network.
+    """
+    from flowerlib.model import feature_extractor, top_model
+    from flowerlib.pipeline import dataset_for
+
+    if cut is not None:
+        pooled = top_model(model, cfg.fine_tune_stages, pooled=True)
+        return tuple(
+            pooled.predict(CachedViews(f, cfg.batch_size, training=False), verbose=min(verbose, 1))
+            for f in (train_f, val_f)
+        )
+    if train_f is not None and cfg.fine_tune_epochs == 0:  # the backbone is as when cached
+        return np.asarray(train_f.features)[np.asarray(train_f.views) == 0], np.asarray(val_f.features)
+    extractor = feature_extractor(model)
+    return tuple(
+        extractor.predict(dataset_for(cfg, run.table, part, training=False), verbose=min(verbose, 1))
+        for part in ("train", "val")
+    )
+
+
+def save_run(
+    run: Run, model: keras.Model, info: dict[str, Any] | None = None, reference: Any = None
+) -> TrainResult:
+    """Write the artifacts (labels, model, config, history, reference), then mark the run finished.
+
+    `reference` (`flowerlib.novelty.Reference`) goes to `reference.npz`; without
+    one, a reference left by an earlier model of this run is deleted.
 
     The saved model has its backbone frozen (phase `"head"`): fine-tuning it
     further is a deliberate `set_trainable` away.
     """
     from flowerlib.model import save_model, set_trainable
+    from flowerlib.novelty import save_reference
 
     stale = [p for p in (run.layout.metrics, run.layout.per_class) if p.is_file()]
     for path in stale:
@@ -847,6 +892,10 @@ def save_run(run: Run, model: keras.Model, info: dict[str, Any] | None = None) -
     write_json(run.layout.labels, [names.get(i, str(i)) for i in range(run.num_classes)])
     set_trainable(model, "head")
     save_model(model, run.layout.model)
+    if reference is not None:
+        save_reference(reference, run.layout.reference)
+    else:
+        run.layout.reference.unlink(missing_ok=True)
     write_json(run.layout.config, run.cfg.to_dict())
     info = dict(info or {})
     run.state.update(finished=run.fingerprint, info=info)
@@ -912,6 +961,7 @@ def _train(cfg, table, *, callbacks, restart, verbose) -> TrainResult:
         top_model,
         training_metrics,
     )
+    from flowerlib.novelty import fit_reference
     from flowerlib.pipeline import dataset_for
     from flowerlib.runtime import precision_policy, seed_everything, select_strategy, use_mixed_precision
 
@@ -949,6 +999,7 @@ def _train(cfg, table, *, callbacks, restart, verbose) -> TrainResult:
     with scope():
         model = build_classifier(cfg, num_classes=run.num_classes)
     datasets = None
+    train_f = val_f = None  # the cached features and maps, when cfg.cache_features
 
     def pipelines():
         nonlocal datasets
@@ -1042,12 +1093,13 @@ def _train(cfg, table, *, callbacks, restart, verbose) -> TrainResult:
         if run.phase("fine_tune"):
             run.clear(["fine_tune"])
 
-    # Make the confidence honest: one temperature, fitted on the validation images.
-    if cfg.calibrate:
-        probs = None  # from the cache when there is one: no image goes through the whole network again
-        if cut is not None:
-            probs = tuned.predict(CachedViews(val_f, cfg.batch_size, training=False), verbose=min(verbose, 1))
-        elif cfg.cache_features and cfg.fine_tune_epochs == 0:  # the backbone is as when cached
-            probs = model.get_layer("head").predict(val_f.features, batch_size=cfg.batch_size, verbose=0)
+    # The final model's pooled features of the training and validation photos, from the cached maps
+    # when there are some: through the head they give the validation probabilities the temperature is
+    # fitted on, and they are the reference of the "unlike every training photo" warning.
+    train_pooled, val_pooled = final_features(cfg, model, run, train_f, val_f, cut, verbose=verbose)
+    if cfg.calibrate:  # make the confidence honest: one temperature, fitted on the validation images
+        probs = model.get_layer("head").predict(val_pooled, batch_size=cfg.batch_size, verbose=0)
         info.update(calibrate(model, run, probs))
-    return save_run(run, model, info)
+    reference = fit_reference(train_pooled, val_pooled)
+    info["unfamiliar_distance"] = round(reference.threshold, 4)
+    return save_run(run, model, info, reference)

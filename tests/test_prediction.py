@@ -75,7 +75,7 @@ def test_predict_image_files(model, tmp_path, name, make, top):
     path = tmp_path / name
     path.write_bytes(make())
     table = prediction.predict(model, path, top_k=2, class_names=NAMES)
-    assert list(table.columns) == ["rank", "index", "name", "probability"]
+    assert list(table.columns) == ["rank", "index", "name", "probability", "view", "box", "familiar"]
     assert table["rank"].tolist() == [1, 2] and len(table) == 2
     assert table["probability"].is_monotonic_decreasing and table["probability"].between(0, 1).all()
     if top is not None:
@@ -498,3 +498,105 @@ def test_unreachable_host_is_a_clear_error(model, image_server):
     image_server.close()
     with pytest.raises(PredictionError, match="Could not reach|failed"):
         prediction.predict(model, url, timeout=2)
+
+
+# --- looking closer, and the unfamiliar-photo warning ----------------------------------
+
+
+def _grey_with_red_corner(side=300, patch=50):
+    """A grey photo (no sure answer) with a small red square near the bottom-left corner."""
+    image = np.full((side, side, 3), 128, np.uint8)
+    image[side - patch - 20 : side - 20, 10 : 10 + patch] = RED
+    return image
+
+
+def test_closer_boxes_cover_the_photo_with_squares_of_each_scale_inside_it():
+    boxes = prediction.closer_boxes(100, 100)
+    assert len(boxes) == 4 + 9 + 16 == len(set(boxes))
+    assert sorted({s for _, _, s in boxes}) == [35, 50, 70]
+    assert all(t >= 0 and x >= 0 and t + s <= 100 and x + s <= 100 for t, x, s in boxes)
+    assert {(0, 0, 35), (65, 65, 35), (0, 65, 35), (65, 0, 35)} <= set(boxes)  # the corners too
+    wide = prediction.closer_boxes(100, 200)
+    assert all(t + s <= 100 and x + s <= 200 for t, x, s in wide)
+    assert max(x for _, x, _ in wide) == 200 - 35 and len(wide) > len(boxes)  # more positions along the width
+    with pytest.raises(PredictionError, match="no pixels"):
+        prediction.closer_boxes(0, 10)
+
+
+def test_looking_closer_finds_a_small_flower_off_centre_and_is_never_sure_of_it(model):
+    photo = _grey_with_red_corner()
+    whole = prediction.predict(model, photo, class_names=NAMES, look_closer=False)
+    assert whole["view"].iloc[0] == "whole" and whole["probability"].iloc[0] < SURE_PROBABILITY
+    closer = prediction.predict(model, photo, class_names=NAMES)
+    assert closer["view"].iloc[0] == "closer" and closer["name"].iloc[0] == "red"
+    assert closer["probability"].iloc[0] > 0.9
+    top, left, side = closer["box"].iloc[0]
+    assert top <= 255 <= top + side and left <= 35 <= left + side  # the red square's centre is inside
+    answer = verdict(closer)
+    assert not answer.sure and answer.looked_closer and answer.name == "red"
+    assert answer.sentence.startswith("Not sure; looking closer, part of the photo looks like red (")
+
+
+def test_a_sure_whole_photo_is_not_looked_at_closer(model, monkeypatch):
+    calls = []
+    monkeypatch.setattr(prediction, "closer_boxes", lambda *a: calls.append(a) or [(0, 0, 10)])
+    table = prediction.predict(model, np.full((60, 60, 3), RED, np.uint8), class_names=NAMES)
+    assert table["view"].iloc[0] == "whole" and table["box"].iloc[0] is None and not calls
+    prediction.predict(model, _grey_with_red_corner(), class_names=NAMES)
+    assert calls, "the grey photo was looked at closer"
+
+
+def test_crops_come_from_the_photo_at_its_own_resolution_and_boxes_in_its_pixels(model):
+    big = np.kron(_grey_with_red_corner(), np.ones((4, 4, 1), np.uint8))  # 1200 x 1200, same picture
+    table = prediction.predict(model, big, class_names=NAMES)
+    top, left, side = table["box"].iloc[0]
+    assert table["name"].iloc[0] == "red" and top <= 1020 <= top + side and left <= 140 <= left + side
+
+
+def _reference_of_reds_and_blues():
+    from flowerlib.novelty import fit_reference
+
+    rng = np.random.default_rng(0)
+    centres = np.array([[0.86, 0.12, 0.12], [0.12, 0.16, 0.86]])  # pooled features: mean colour / 255
+    return fit_reference(centres[rng.integers(0, 2, 40)] + 0.02 * rng.normal(size=(40, 3)), centres + 0.03)
+
+
+def test_a_photo_unlike_every_training_photo_is_marked_and_never_sure(model, tmp_path):
+    from flowerlib.novelty import save_reference
+
+    reference = _reference_of_reds_and_blues()
+    path = save_reference(reference, tmp_path / "reference.npz")
+    green = np.full((40, 40, 3), (30, 200, 30), np.uint8)
+    red = np.full((40, 40, 3), RED, np.uint8)
+    table = prediction.predict_many(model, [red, green], class_names=NAMES, reference=path)
+    assert table.groupby("source")["familiar"].first().tolist() == [True, False]
+    answers = [verdict(table[table["source"] == i]) for i in (0, 1)]
+    assert answers[0].sure and answers[0].familiar is True and answers[0].sentence.startswith("red (")
+    assert answers[1].name == "green" and answers[1].probability > 0.9 and not answers[1].sure
+    assert answers[1].familiar is False
+    assert answers[1].sentence.endswith(
+        "The photo looks unlike every training photo, so this may well be wrong"
+    )
+    no_reference = prediction.predict(model, green, class_names=NAMES)
+    assert no_reference["familiar"].iloc[0] is None and verdict(no_reference).sure
+
+
+def test_a_reference_needs_a_classifier_with_a_pool_layer_and_the_right_features(model):
+    import keras
+
+    inputs = keras.Input((SIZE, SIZE, 3))
+    flat = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(keras.layers.Flatten()(inputs)))
+    with pytest.raises(PredictionError, match="'pool' layer"):
+        prediction.predict(flat, np.zeros((8, 8, 3)), reference=_reference_of_reds_and_blues())
+    from flowerlib.novelty import NoveltyError, fit_reference
+
+    other = fit_reference(np.ones((4, 5)), np.ones((4, 5)))
+    with pytest.raises(NoveltyError, match="belongs to another model"):
+        prediction.predict(model, np.zeros((8, 8, 3)), class_names=NAMES, reference=other)
+
+
+def test_verdict_rejects_a_table_mixing_views(model):
+    table = prediction.predict(model, np.full((40, 40, 3), RED, np.uint8), class_names=NAMES)
+    table.loc[1, "view"] = "closer"
+    with pytest.raises(PredictionError, match="'view' column differs"):
+        verdict(table)

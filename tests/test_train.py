@@ -143,15 +143,19 @@ def test_plain_path_fine_tunes_through_the_pipeline_without_feature_maps(tmp_pat
         {},  # from the cached maps
     ],
 )
-def test_the_temperature_is_fitted_on_what_the_model_predicts(tmp_path, monkeypatch, overrides):
+def test_the_temperature_and_the_reference_come_from_what_the_model_computes(
+    tmp_path, monkeypatch, overrides
+):
     from flowerlib import synthetic
     from flowerlib import train as training
+    from flowerlib.model import feature_extractor
+    from flowerlib.novelty import load_reference
     from flowerlib.pipeline import dataset_for
 
     seen = {}
 
     def calibrate(model, run, probs=None):  # record what the temperature is fitted on
-        seen["fitted on"] = probs
+        seen["fitted on"], seen["run"] = probs, run
         seen["model predicts"] = model.predict(
             dataset_for(run.cfg, run.table, "val", training=False), verbose=0
         )
@@ -162,10 +166,18 @@ def test_the_temperature_is_fitted_on_what_the_model_predicts(tmp_path, monkeypa
     synthetic.write_dataset(tmp_path, num_classes=4, images_per_class=8, image_size=32, seed=0)
     result = train(make_cfg(tmp_path, "calibrated", **overrides), verbose=0)
     assert result.info.get("kept", "fine_tune") == "fine_tune"
-    if seen["fitted on"] is not None:  # computed from the cache: must equal the model's own predictions
-        np.testing.assert_allclose(seen["fitted on"], seen["model predicts"], atol=2e-3)
-    else:
-        assert "fine_tune_stages" in overrides, "only the pipeline path leaves the predictions to calibrate()"
+    # From the cache or not, what the temperature is fitted on is the model's own prediction...
+    np.testing.assert_allclose(seen["fitted on"], seen["model predicts"], atol=2e-3)
+    # ...and the reference holds the saved model's own features of the training images (unit length).
+    run = seen["run"]
+    extractor = feature_extractor(result.model)
+    train_features = extractor.predict(dataset_for(run.cfg, run.table, "train", training=False), verbose=0)
+    reference = load_reference(result.run.reference)
+    unit = train_features / np.linalg.norm(train_features, axis=1, keepdims=True)
+    np.testing.assert_allclose(reference.features.astype(np.float32), unit, atol=3e-3)
+    val_features = extractor.predict(dataset_for(run.cfg, run.table, "val", training=False), verbose=0)
+    assert reference.familiar(val_features).mean() >= 0.85  # the threshold is their 95th percentile
+    assert result.info["unfamiliar_distance"] == pytest.approx(reference.threshold, abs=1e-4)
 
 
 class _Features:  # the fields of a cache.FeatureSet that CachedViews reads
