@@ -384,33 +384,64 @@ def _load_model_file(path: Path) -> tuple[Any, list[str] | None]:
     return model, read_labels(labels, int(model.output_shape[-1]), fix=fix)
 
 
+def _reference_beside(model_file: Path) -> Any:
+    """The `reference.npz` training wrote beside `model_file`, or None with a warning when there is none."""
+    from flowerlib.novelty import load_reference
+
+    path = model_file.with_name("reference.npz")
+    if not path.is_file():
+        print(
+            f"flowerlib predict: warning: no reference.npz beside {model_file}; photos unlike every "
+            "training photo are not flagged (train again to write it)",
+            file=sys.stderr,
+        )
+        return None
+    return load_reference(path)  # a broken file is a NoveltyError that says what to do
+
+
 def cmd_predict(cfg: Config, args: argparse.Namespace) -> list[dict[str, Any]]:
     """The answer and the top-k classes of each image (files or http(s) URLs).
 
     The answer is `prediction.verdict`'s sentence: the class alone when its
-    calibrated probability reaches `--sure`, else "Not sure: ..." with the
-    candidates. A not-sure answer is an answer: the exit status stays 0.
+    calibrated probability reaches `--sure` and the photo is like the training
+    photos, else "Not sure..." with the candidates, after looking closer at
+    crops of the photo (unless --no-look-closer). A not-sure answer is an
+    answer: the exit status stays 0.
     """
     from flowerlib import evaluate, prediction
 
     sure = prediction.SURE_PROBABILITY if args.sure is None else args.sure
     if args.model is not None:
         model, names = _load_model_file(args.model)
+        model_file = args.model
     else:
-        model, names, _ = evaluate.load_trained(cfg)
-    table = prediction.predict_many(model, args.images, top_k=args.top_k, class_names=names)
+        model, names, run = evaluate.load_trained(cfg)
+        model_file = run.model
+    table = prediction.predict_many(
+        model,
+        args.images,
+        top_k=args.top_k,
+        class_names=names,
+        look_closer=not args.no_look_closer,
+        sure=sure,
+        reference=_reference_beside(model_file),
+    )
     results = []
     for position, source in enumerate(args.images):
         rows = table[table["source"] == position].drop(columns="source")
         answer = prediction.verdict(rows, sure)
+        box = rows["box"].iloc[0]
         results.append(
             {
                 "image": source,
-                "predictions": rows.to_dict(orient="records"),
+                "predictions": rows[["rank", "index", "name", "probability"]].to_dict(orient="records"),
                 "sure": answer.sure,
                 "sentence": answer.sentence,
                 "threshold": answer.threshold,
                 "candidates": [c._asdict() for c in answer.candidates],
+                "view": rows["view"].iloc[0],
+                "box": None if box is None else dict(zip(("top", "left", "side"), box, strict=True)),
+                "familiar": answer.familiar,
             }
         )
     if getattr(args, "json", False):
@@ -632,7 +663,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         metavar="FILE",
-        help="a .keras model (class names from labels.json beside it); default: the configured run's model",
+        help="a .keras model (class names from labels.json, the unfamiliar-photo reference from "
+        "reference.npz beside it); default: the configured run's model",
+    )
+    p.add_argument(
+        "--no-look-closer",
+        action="store_true",
+        help="classify the whole photo only; by default, when it gives no sure answer, 30 crops of it "
+        "are scored too and the most confident view answers (never as sure)",
     )
     add_json(p, "the predictions and the answers")
     p = add("run", cmd_run, "all four steps in order: download, prepare, train, evaluate")

@@ -271,6 +271,10 @@ def test_predict_prints_the_answer_and_a_table(trained, capsys):
     top = result["predictions"][0]
     if result["sure"]:
         assert lines[1].startswith(f"  {top['name']} (") and lines[1].endswith(" %)")
+    elif result["view"] == "closer":
+        assert lines[1].startswith(
+            f"  Not sure; looking closer, part of the photo looks like {top['name']} ("
+        )
     else:
         assert lines[1].startswith(f"  Not sure: {top['name']} (")
     assert [line.split(".")[0].strip() for line in lines[2:]] == ["1", "2", "3"]
@@ -293,15 +297,20 @@ def test_predict_json_parses_and_respects_top_k(trained, capsys):
         assert [p["rank"] for p in preds] == [1, 2]
         assert preds[0]["probability"] >= preds[1]["probability"]
         assert all(p["name"] == names[p["index"]] for p in preds)
-        # The answer: sure from the default threshold 0.5 up; the candidates are the top rows.
-        assert result["threshold"] == 0.5
-        assert result["sure"] is (preds[0]["probability"] >= 0.5)
+        # The answer: sure from the default threshold 0.5 up, for the whole photo of a familiar kind;
+        # the candidates are the top rows.
+        assert result["threshold"] == 0.5 and isinstance(
+            result["familiar"], bool
+        )  # training wrote a reference
+        whole = result["view"] == "whole"
+        assert result["sure"] is (preds[0]["probability"] >= 0.5 and whole and result["familiar"])
+        assert (result["box"] is None) is whole
         candidates = result["candidates"]
         assert 1 <= len(candidates) <= 2
         assert candidates == [
             {k: p[k] for k in ("index", "name", "probability")} for p in preds[: len(candidates)]
         ]
-        assert result["sentence"].startswith("Not sure: " if not result["sure"] else candidates[0]["name"])
+        assert result["sentence"].startswith("Not sure" if not result["sure"] else candidates[0]["name"])
 
 
 def test_sure_changes_the_answer_for_the_same_image_and_exit_stays_0(trained, tmp_path, capsys):
@@ -313,10 +322,13 @@ def test_sure_changes_the_answer_for_the_same_image_and_exit_stays_0(trained, tm
     for name, pixels in [("grey", 128), ("dark", 30)]:  # no flower at all: likely among the least sure
         Image.new("RGB", (64, 64), (pixels,) * 3).save(tmp_path / f"{name}.png")
         images.append(str(tmp_path / f"{name}.png"))
+    common.append("--no-look-closer")  # the threshold alone decides here
     code, out, _ = _run(capsys, "predict", *images, "--json", *common)
     assert code == 0
-    # The least confident of these pictures: its top probability is well inside (0, 1).
-    result = min(json.loads(out), key=lambda r: r["predictions"][0]["probability"])
+    # The least confident of the familiar pictures: its top probability is well inside (0, 1).
+    familiar = [r for r in json.loads(out) if r["familiar"]]
+    assert all(r["view"] == "whole" for r in json.loads(out)) and familiar
+    result = min(familiar, key=lambda r: r["predictions"][0]["probability"])
     image, top = result["image"], result["predictions"][0]
     assert 0.0 < top["probability"] < 0.999, top
     above, below = (1 + top["probability"]) / 2, top["probability"] / 2
@@ -340,6 +352,37 @@ def test_sure_changes_the_answer_for_the_same_image_and_exit_stays_0(trained, tm
         _run(capsys, "predict", image, "--sure", f"{below:.6f}", "--json", *common)[1]
     )
     assert json_result["sure"] is True and json_result["sentence"].startswith(top["name"])
+
+
+def test_predict_flags_an_unfamiliar_photo_and_warns_when_the_model_has_no_reference(
+    trained, tmp_path, capsys
+):
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+
+    data_dir, _ = trained
+    run = data_dir / "runs" / "tiny-official"
+    noise = np.random.default_rng(0).integers(0, 256, (96, 96, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(tmp_path / "noise.png")  # nothing like the synthetic flowers
+    flower = str(data_dir / "jpg" / "image_00001.jpg")
+    code, out, err = _run(
+        capsys, "predict", flower, str(tmp_path / "noise.png"), "--json", "--data-dir", str(data_dir), *SMOKE
+    )
+    assert code == 0 and "warning" not in err
+    results = json.loads(out)
+    assert results[1]["familiar"] is False and results[1]["sure"] is False
+    assert results[1]["sentence"].endswith(
+        "The photo looks unlike every training photo, so this may well be wrong"
+    )
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    shutil.copy(run / "model.keras", copy / "model.keras")
+    shutil.copy(run / "labels.json", copy / "labels.json")
+    code, out, err = _run(capsys, "predict", flower, "--model", str(copy / "model.keras"), "--json")
+    assert code == 0 and "no reference.npz beside" in err and "not flagged" in err
+    assert json.loads(out)[0]["familiar"] is None
 
 
 def test_predict_with_a_model_file_uses_its_labels(trained, tmp_path, capsys):
