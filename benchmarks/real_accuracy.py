@@ -152,12 +152,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--holdout", action="store_true", help="5/5 split of the training images per class")
     parser.add_argument("--label", help="name of this run's section in RESULTS.md (default from settings)")
+    parser.add_argument(
+        "--recipe", help="an augmentation recipe of benchmarks/_recipes.py (default: the library's)"
+    )
     parser.add_argument("--data-dir", type=Path, default=common.DEFAULT_DATA_DIR)
     parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
     args = parser.parse_args(argv)
 
     common.setup_tensorflow()
     import pandas as pd
+
+    if args.recipe:
+        import _recipes
+
+        _recipes.use(args.recipe)
 
     from flowerlib import Config
     from flowerlib.train import train
@@ -177,7 +185,9 @@ def main(argv: list[str] | None = None) -> int:
         **overrides,
     )
     label = args.label or ("holdout-" if args.holdout else "") + (
-        "quick" if args.quick else "-".join(s.replace("=", "_") for s in args.set) or "defaults"
+        "quick"
+        if args.quick
+        else "-".join([args.recipe or ""] + [s.replace("=", "_") for s in args.set]).strip("-") or "defaults"
     )
     cfg = cfg.replace(run_name=f"real-{args.backbone}-{label}")
     table = common.official_table(cfg)
@@ -192,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
             ignore_index=True,
         )
     counts = table["split"].value_counts().to_dict()
-    settings = settings_text(cfg)
+    settings = settings_text(cfg) + (f"; augmentation recipe `{args.recipe}`" if args.recipe else "")
     print(f"{args.backbone} ({Path(weights).name}); images {counts}; settings: {settings}; load {loads[0]}")
 
     with common.Stopwatch() as wall:

@@ -565,3 +565,41 @@ def plot_topk(image, top, *, title: str | None = None):
         )
     fig.tight_layout()
     return _marked(fig)
+
+
+def plot_answers(images, tables, titles=None, *, cols: int = 3):
+    """Photos with the model's answer: the sentence of `prediction.verdict`, the crop it looked closer at.
+
+    Args:
+        images: the photos (RGB arrays in 0..255, any size).
+        tables: one `predict` table per photo (with `view`, `box`, `familiar`).
+        titles: a first title line per photo (e.g. what the picture is); optional.
+        cols: photos per row.
+
+    Returns:
+        The matplotlib Figure. The crop that gave a look-closer answer is outlined
+        in orange; the title is green for a sure answer, else orange.
+    """
+    import textwrap
+
+    import numpy as np
+    from matplotlib.patches import Rectangle
+
+    from flowerlib.prediction import verdict
+
+    fig, axes = _images_grid(len(images), cols, cell=3.2, extra_h=1.1)
+    for i, (ax, image, top) in enumerate(zip(axes.flat, images, tables, strict=False)):
+        answer = verdict(top)
+        lines = ([titles[i]] if titles else []) + textwrap.wrap(answer.sentence, 42)
+        _show(
+            ax,
+            np.asarray(image, dtype=np.float32),
+            "\n".join(lines),
+            "darkgreen" if answer.sure else "darkorange",
+        )
+        box = top["box"].iloc[0] if "box" in top.columns else None
+        if box is not None:
+            t, x, s = box
+            ax.add_patch(Rectangle((x, t), s, s, fill=False, edgecolor="orange", linewidth=2.5))
+    fig.tight_layout()
+    return _marked(fig)

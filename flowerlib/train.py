@@ -961,7 +961,7 @@ def _train(cfg, table, *, callbacks, restart, verbose) -> TrainResult:
         top_model,
         training_metrics,
     )
-    from flowerlib.novelty import fit_reference
+    from flowerlib.novelty import fit_reference, save_reference
     from flowerlib.pipeline import dataset_for
     from flowerlib.runtime import precision_policy, seed_everything, select_strategy, use_mixed_precision
 
@@ -981,6 +981,13 @@ def _train(cfg, table, *, callbacks, restart, verbose) -> TrainResult:
                 f"Run {cfg.run!r} already finished with this configuration and split: its model is "
                 f"loaded from {run.layout.model}, nothing is retrained (restart=True or --restart trains again).",
             )
+            if not run.layout.reference.is_file():  # finished before training wrote one
+                _say(
+                    verbose,
+                    f"It has no {run.layout.reference.name} (the unfamiliar-photo reference): computing it "
+                    "from the training and validation images, one pass through the model.",
+                )
+                save_reference(fit_reference(*final_features(cfg, result.model, run)), run.layout.reference)
             return result
     seed_everything(cfg.seed)
     strategy = select_strategy(cfg)

@@ -36,3 +36,34 @@ def test_synthetic_figures_carry_a_mark_and_real_ones_do_not():
     finally:
         plots.set_style()
         plt.close("all")
+
+
+def test_plot_answers_outlines_the_crop_a_look_closer_answer_came_from():
+    import numpy as np
+    from matplotlib.patches import Rectangle
+
+    def table(view, box, familiar, p):
+        return pd.DataFrame(
+            {
+                "rank": [1, 2],
+                "index": [0, 1],
+                "name": ["rose", "lily"],
+                "probability": [p, 1 - p],
+                "view": view,
+                "box": [box, box],
+                "familiar": familiar,
+            }
+        )
+
+    images = [np.zeros((100, 150, 3)), np.zeros((80, 80, 3))]
+    tables = [table("closer", (10, 20, 40), True, 0.95), table("whole", None, True, 0.9)]
+    try:
+        fig = plots.plot_answers(images, tables, ["zoomed out", "as taken"])
+        first, second = fig.axes[:2]
+        (patch,) = [p for p in first.patches if isinstance(p, Rectangle)]
+        assert (patch.get_x(), patch.get_y(), patch.get_width(), patch.get_height()) == (20, 10, 40, 40)
+        assert not [p for p in second.patches if isinstance(p, Rectangle)]
+        assert first.get_title().startswith("zoomed out\nNot sure; looking closer")
+        assert second.get_title() == "as taken\nrose (90 %)" and second.title.get_color() == "darkgreen"
+    finally:
+        plt.close("all")

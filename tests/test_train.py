@@ -574,3 +574,22 @@ def test_raising_the_epochs_of_a_finished_phase_says_it_trains_on(data_dir, caps
     said = capsys.readouterr().out
     assert "epochs was raised to 5, so training continues from epoch 4 after all" in said
     assert counter.count == 2 and result.history["epoch"].tolist() == [1, 2, 3, 4, 5]
+
+
+def test_a_finished_run_without_a_reference_gets_one_and_says_so(data_dir, capsys):
+    from flowerlib.novelty import load_reference
+
+    cfg = make_cfg(data_dir, "no-reference", fine_tune_epochs=0)
+    run = train(cfg, verbose=0).run
+    written = load_reference(run.reference)
+    run.reference.unlink()  # as a run finished before training wrote one
+    train(cfg, verbose=1)
+    out = capsys.readouterr().out
+    assert "already finished" in out and "It has no reference.npz" in out
+    again = load_reference(run.reference)
+    np.testing.assert_allclose(
+        again.features.astype(np.float32), written.features.astype(np.float32), atol=3e-3
+    )
+    assert again.threshold == pytest.approx(written.threshold, abs=3e-3)
+    train(cfg, verbose=1)
+    assert "It has no reference.npz" not in capsys.readouterr().out
