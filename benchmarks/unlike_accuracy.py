@@ -36,6 +36,13 @@ import _common as common
 import numpy as np
 
 SECTION = "unlike_accuracy"
+TRAINED_ON = {
+    "official": "the official training images, scored on the official validation images",
+    "trainval": "the pooled official training and validation images less 2 per class (the `trainval` "
+    "split), scored on those 2 per class",
+    "trainval-official-train": "the official training images outside the `trainval` split's val part, "
+    "scored on that part (the `trainval` comparison with half the training images)",
+}
 
 
 def scores(first, labels: np.ndarray, sure: np.ndarray) -> dict[str, float]:
@@ -48,6 +55,26 @@ def scores(first, labels: np.ndarray, sure: np.ndarray) -> dict[str, float]:
         "answered as sure": round(float(sure.mean()), 3),
         "acc when sure": round(float(right[sure].mean()), 3) if sure.any() else float("nan"),
     }
+
+
+def split_table(cfg, split: str):
+    """The table to train and score on: the official parts, or the trainval pool with its val part."""
+    from flowerlib import Layout
+    from flowerlib.splits import TRAINVAL_VAL_FRACTION, available_image_ids, trainval_split
+
+    table = common.official_table(cfg)
+    if split == "official":
+        return table
+    official_train = set(table.loc[table["split"] == "train", "image_id"])
+    layout = Layout(cfg.data_dir)
+    pooled = trainval_split(
+        layout, cfg.seed, TRAINVAL_VAL_FRACTION, cfg.num_classes, image_ids=available_image_ids(layout)
+    )
+    pooled = pooled[pooled["split"] != "test"].reset_index(drop=True)
+    if split == "trainval-official-train":
+        keep = (pooled["split"] == "val") | pooled["image_id"].isin(official_train)
+        pooled = pooled[keep].reset_index(drop=True)
+    return pooled
 
 
 def reference_for(cfg, table, result):
@@ -77,6 +104,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--recipe", help="an augmentation recipe of benchmarks/_recipes.py (default: the library's)"
     )
+    parser.add_argument(
+        "--split",
+        default="official",
+        choices=("official", "trainval", "trainval-official-train"),
+        help="official: 1,020 train / 1,020 val; trainval: the pooled 2,040 with 2 per class held out "
+        "(the val part, scored); trainval-official-train: the same val part, trained on the official "
+        "training images outside it only (the same test, half the training images)",
+    )
     parser.add_argument("--whole-only", action="store_true", help="skip the look-closer pass (faster)")
     parser.add_argument("--data-dir", default=common.DEFAULT_DATA_DIR)
     parser.add_argument("--no-write", action="store_true")
@@ -100,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         or "-".join([args.recipe or ""] + [s.replace("=", "_") for s in args.set]).strip("-")
         or "defaults"
     )
+    if args.split != "official" and not args.label:
+        label += f"-{args.split}"
     cfg = Config.from_env(
         ra.parse_settings(args.set),
         profile="full",
@@ -108,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     info = common.machine()
     print(common.machine_line(info))
     loads = [common.load_text()]
-    table = common.official_table(cfg)
+    table = split_table(cfg, args.split)
+    counts = table["split"].value_counts().to_dict()
     with common.Stopwatch() as wall:
         result = train(cfg, table, verbose=1)
     model = result.model
@@ -158,8 +196,9 @@ def main(argv: list[str] | None = None) -> int:
         settings += f"; augmentation recipe `{args.recipe}`: {_recipes.RECIPES[args.recipe]}"
     body = "\n\n".join(
         [
-            f"MobileNetV2 ImageNet weights, `train.train(cfg)` on the 1,020 official training images; "
-            f"settings: {settings}. Unlike pictures: {args.per_kind} per kind from the validation photos, "
+            f"MobileNetV2 ImageNet weights, `train.train(cfg)` on {TRAINED_ON[args.split]} "
+            f"({counts['train']:,} training, {counts['val']:,} validation images); "
+            f"settings: {settings}. Unlike pictures: {args.per_kind} per kind from those validation photos, "
             f"seed {args.seed}. Through `prediction.predict_many`, the whole photo only or looking closer "
             f"(the default). *unfamiliar*: farther from every training photo than 95 % of the validation "
             f"photos (`flowerlib.novelty`); *answered as sure*: `verdict(..., sure={args.sure})` is sure (top "

@@ -4,7 +4,7 @@
     flowerlib prepare                  # step 2: write the split table
     flowerlib train                    # step 3: head phase + fine-tuning, artifacts in the run folder
     flowerlib evaluate [--tta]         # step 4: metrics on the held-out test split
-    flowerlib predict IMAGE... [--top-k K] [--sure P] [--model FILE] [--json]
+    flowerlib predict IMAGE... [--top-k K] [--sure P] [--no-look-closer] [--model FILE] [--json]
     flowerlib run                      # steps 1-4 in order
     flowerlib clean-data [--yes]       # delete the data directory
 

@@ -11,14 +11,23 @@ returns the top-k classes as a small table::
     0     1     53       sunflower        0.912
     ...
 
-`verdict(top)` turns that table into an honest answer: the class alone when
-its calibrated probability reaches `SURE_PROBABILITY`, otherwise "not sure" and
-the few classes it hesitates between::
+(plus the columns `view`, `box` and `familiar`, below). `verdict(top)` turns
+that table into an honest answer: the class alone when its calibrated
+probability reaches `SURE_PROBABILITY`, otherwise "not sure" and the few classes
+it hesitates between::
 
     >>> print(verdict(top).sentence)
     sunflower (91 %)
     >>> print(verdict(top_of_a_blurry_photo).sentence)
     Not sure: sunflower (41 %), black-eyed susan (30 %) or barbeton daisy (20 %)
+
+Two more things serve photos unlike the dataset's close-ups. When the whole
+photo gives no sure answer, `predict` *looks closer*: it also scores square
+crops of it (`closer_boxes`) and keeps the most confident view (`view` is
+`"closer"`, `box` where). With `reference=` (the `reference.npz` training saves
+beside the model, `flowerlib.novelty`) it marks a photo that looks unlike every
+training photo (`familiar` False). `verdict` never calls either kind of answer
+sure.
 
 Anything that is not a usable image is refused with one clear `PredictionError`
 (a `ValueError`): not an image, an empty or truncated file, a decompression
