@@ -7,7 +7,10 @@ the same settings: it says so), then scores the model on
 - the 1,020 official validation photos as they are (in distribution), and
 - `flowerlib.unlike.make_unlike_set` pictures made from those validation photos
   (never test photos): zoomed out onto a background, tiled into a field, small
-  and off centre, a heavily compressed thumbnail, partly covered. Fixed seed.
+  and off centre, a heavily compressed thumbnail, partly covered. Fixed seed;
+- pictures with no flower at all (`unlike.background_from` of validation photos:
+  leaves, grass, soil), where every answer is wrong: the model should call them
+  unfamiliar and answer none of them as sure.
 
 Every picture goes through `prediction.predict_many`, as `flowerlib predict`
 sends it, twice: the whole photo only (`look_closer=False`), and with looking
@@ -42,15 +45,21 @@ TRAINED_ON = {
     "split), scored on those 2 per class",
     "trainval-official-train": "the official training images outside the `trainval` split's val part, "
     "scored on that part (the `trainval` comparison with half the training images)",
+    "half-val": "the official training images, validated on 5 of each class's 10 official validation "
+    "photos and scored on the other 5 (held out from training and calibration alike)",
 }
+SWEEP = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
-def scores(first, labels: np.ndarray, sure: np.ndarray) -> dict[str, float]:
-    """Top-1, share unfamiliar, share answered as sure and the accuracy among those answers."""
-    right = first["index"].to_numpy() == labels
+def scores(first, labels: np.ndarray | None, sure: np.ndarray) -> dict[str, float]:
+    """Top-1, share unfamiliar, share answered as sure and the accuracy among those answers.
+
+    `labels` None: pictures of no class (every answer is wrong; top-1 is not defined).
+    """
+    right = np.zeros(len(first), bool) if labels is None else first["index"].to_numpy() == labels
     familiar = first["familiar"].to_numpy()
     return {
-        "top1": round(float(right.mean()), 3),
+        "top1": float("nan") if labels is None else round(float(right.mean()), 3),
         "unfamiliar": round(float(np.mean(familiar == False)), 3),  # noqa: E712 (an object column)
         "answered as sure": round(float(sure.mean()), 3),
         "acc when sure": round(float(right[sure].mean()), 3) if sure.any() else float("nan"),
@@ -58,13 +67,27 @@ def scores(first, labels: np.ndarray, sure: np.ndarray) -> dict[str, float]:
 
 
 def split_table(cfg, split: str):
-    """The table to train and score on: the official parts, or the trainval pool with its val part."""
+    """The table to train on, and the photos to score (and make the unlike pictures from).
+
+    `official`, `trainval`, `trainval-official-train`: the table's val part is scored.
+    `half-val`: the model validates (early stopping, temperature, the unfamiliar
+    threshold) on 5 of each class's 10 official validation photos; the other 5 are
+    scored, so nothing of training or calibration has seen them.
+    """
     from flowerlib import Layout
     from flowerlib.splits import TRAINVAL_VAL_FRACTION, available_image_ids, trainval_split
 
     table = common.official_table(cfg)
-    if split == "official":
-        return table
+    if split in ("official", "half-val"):
+        if split == "official":
+            return table, table[table["split"] == "val"]
+        import real_accuracy as ra
+
+        halves = ra.holdout_table(table[table["split"] == "val"].assign(split="train"), cfg.seed)
+        chosen = set(halves.loc[halves["split"] == "train", "image_id"])
+        is_val = table["split"] == "val"
+        scored = table[is_val & ~table["image_id"].isin(chosen)]
+        return table[~is_val | table["image_id"].isin(chosen)].reset_index(drop=True), scored
     official_train = set(table.loc[table["split"] == "train", "image_id"])
     layout = Layout(cfg.data_dir)
     pooled = trainval_split(
@@ -74,7 +97,19 @@ def split_table(cfg, split: str):
     if split == "trainval-official-train":
         keep = (pooled["split"] == "val") | pooled["image_id"].isin(official_train)
         pooled = pooled[keep].reset_index(drop=True)
-    return pooled
+    return pooled, pooled[pooled["split"] == "val"]
+
+
+def no_flowers(val, data_dir, n: int, seed: int) -> list:
+    """`n` pictures without a flower: `unlike.background_from` of random validation photos."""
+    from flowerlib import unlike
+
+    rng = np.random.default_rng([seed, 99])
+    files = val["file"].to_numpy()
+    return [
+        unlike.background_from(unlike.load_photo(data_dir / files[rng.integers(len(files))]), 384, rng)
+        for _ in range(n)
+    ]
 
 
 def reference_for(cfg, table, result):
@@ -107,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--split",
         default="official",
-        choices=("official", "trainval", "trainval-official-train"),
+        choices=tuple(TRAINED_ON),
         help="official: 1,020 train / 1,020 val; trainval: the pooled 2,040 with 2 per class held out "
         "(the val part, scored); trainval-official-train: the same val part, trained on the official "
         "training images outside it only (the same test, half the training images)",
@@ -145,13 +180,12 @@ def main(argv: list[str] | None = None) -> int:
     info = common.machine()
     print(common.machine_line(info))
     loads = [common.load_text()]
-    table = split_table(cfg, args.split)
+    table, val = split_table(cfg, args.split)
     counts = table["split"].value_counts().to_dict()
     with common.Stopwatch() as wall:
         result = train(cfg, table, verbose=1)
     model = result.model
 
-    val = table[table["split"] == "val"]
     reference = reference_for(cfg, table, result)
     records = unlike.make_unlike_set(val, cfg.data_dir, args.seed, per_kind=args.per_kind)
     pictures = [
@@ -162,8 +196,9 @@ def main(argv: list[str] | None = None) -> int:
             records["label"].to_numpy(),
             records["kind"].to_numpy(),
         ),
+        ("no flower (backgrounds)", no_flowers(val, cfg.data_dir, args.per_kind, args.seed), None, None),
     ]
-    rows = []
+    rows, sweep = [], []
     for look_closer in (False,) if args.whole_only else (False, True):
         for name, sources, labels, kinds in pictures:
             t0 = time.perf_counter()
@@ -176,6 +211,21 @@ def main(argv: list[str] | None = None) -> int:
             view = "look closer" if look_closer else "whole photo"
             rows.append({"pictures": name, "predict": view, "n": len(sources), **scores(first, labels, sure)})
             rows[-1]["s / picture"] = round(seconds, 3)
+            if not look_closer and labels is not None:  # the sure threshold, swept on the whole photos
+                right = first["index"].to_numpy() == labels
+                familiar = first["familiar"].to_numpy() != False  # noqa: E712 (an object column)
+                for t in SWEEP:
+                    answered = (first["probability"].to_numpy() >= t) & familiar
+                    sweep.append(
+                        {
+                            "pictures": name,
+                            "sure from": t,
+                            "answered as sure": round(float(answered.mean()), 3),
+                            "acc when sure": round(float(right[answered].mean()), 3)
+                            if answered.any()
+                            else float("nan"),
+                        }
+                    )
             for kind in unlike.KINDS if kinds is not None else ():
                 mask = kinds == kind
                 if mask.any():
@@ -206,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
             f"among those. Training {wall.seconds:.0f} s ({'reused' if result.resumed else 'trained now'}; "
             f"{result.info.get('extract_seconds', 0):.0f} s extraction, {result.info.get('fine_tune_seconds', 0):.0f} s fine-tuning).",
             common.markdown_table(rows),
+            "The threshold of `verdict` (the whole photo, familiar photos only), swept:",
+            common.markdown_table(sweep),
         ]
     )
     print(body)
