@@ -451,6 +451,10 @@ def _check_top_k(top_k: Any) -> int:
 #: the shorter side (more along the longer one): 1 + 4 + 9 + 16 = 30 views of a square photo.
 #: Measured on the "unlike" benchmark (`benchmarks/look_closer.py`, RESULTS.md).
 LOOK_CLOSER_GRID: tuple[tuple[float, int], ...] = ((0.7, 2), (0.5, 3), (0.35, 4))
+#: The most confident crop answers only if its class is among the whole photo's this many most
+#: probable classes, or the photo is unfamiliar (measured: a crop of a close-up that names a new
+#: class is more often wrong than right; a flower too small to tell needs the new class).
+CLOSER_CANDIDATES = 3
 
 
 def closer_boxes(
@@ -527,9 +531,11 @@ def predict_many(
     Each photo is first classified whole (resized and centre-cropped like the test
     images). When that answer is not sure (top probability below `sure`, or the
     photo unfamiliar), the model looks closer: it also scores the crops of
-    `closer_boxes` and keeps the most confident view. A crop's probability is
-    not calibrated (the most confident of 30 views is confident by selection), so
-    `verdict` never calls an answer found this way sure.
+    `closer_boxes`, and the most confident crop answers if it is more confident
+    than the whole photo and names one of the whole photo's `CLOSER_CANDIDATES`
+    most probable classes (any class when the photo is unfamiliar). A crop's
+    probability is not calibrated (the most confident of 30 views is confident
+    by selection), so `verdict` never calls an answer found this way sure.
 
     Args:
         model: a trained classifier (raw RGB 0..255 in, probabilities out).
@@ -593,7 +599,11 @@ def predict_many(
         views_i = np.stack([resize_and_crop(photo[t : t + s, x : x + s], size).numpy() for t, x, s in crops])
         closer = _run(model, views_i, batch_size)[0]
         best = int(closer.max(axis=1).argmax())
-        if closer[best].max() > probs[i].max():
+        # A crop may settle between the whole photo's leading candidates; it may name another
+        # class only when the photo is unfamiliar (the flower may be too small to tell in it).
+        candidates = np.argsort(-probs[i], kind="stable")[:CLOSER_CANDIDATES]
+        allowed = familiar[i] is False or int(closer[best].argmax()) in candidates
+        if allowed and closer[best].max() > probs[i].max():
             probs[i], views[i] = closer[best], "closer"
             t, x, s = crops[best]
             boxes[i] = (round(t * scale), round(x * scale), round(s * scale))

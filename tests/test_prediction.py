@@ -600,3 +600,22 @@ def test_verdict_rejects_a_table_mixing_views(model):
     table.loc[1, "view"] = "closer"
     with pytest.raises(PredictionError, match="'view' column differs"):
         verdict(table)
+
+
+def test_a_crop_may_name_a_class_the_whole_photo_did_not_consider_only_when_the_photo_is_unfamiliar(
+    model, monkeypatch
+):
+    photo = _grey_with_red_corner()
+    photo[..., 1] = np.where(photo[..., 0] == 128, 134, photo[..., 1])  # greenish grey: green leads, unsure
+    whole = prediction.predict(model, photo, class_names=NAMES, look_closer=False)
+    assert whole["name"].iloc[0] == "green" and whole["probability"].iloc[0] < SURE_PROBABILITY
+    assert prediction.predict(model, photo, class_names=NAMES)["name"].iloc[0] == "red"  # red is a candidate
+    monkeypatch.setattr(prediction, "CLOSER_CANDIDATES", 1)  # now only green may be confirmed by a crop
+    kept = prediction.predict(model, photo, class_names=NAMES)
+    assert kept["view"].iloc[0] == "whole" and kept["name"].iloc[0] == "green"
+    from flowerlib.novelty import Reference
+
+    far = Reference(np.array([[0.0, 0.0, 1.0]], np.float16), threshold=0.01, quantile=0.95)  # only blue known
+    unfamiliar = prediction.predict(model, photo, class_names=NAMES, reference=far)
+    assert not unfamiliar["familiar"].iloc[0]
+    assert unfamiliar["view"].iloc[0] == "closer" and unfamiliar["name"].iloc[0] == "red"
