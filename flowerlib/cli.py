@@ -655,8 +655,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="P",
         help="the calibrated top probability from which the answer is given as sure; below it the "
-        "answer is 'Not sure:' and the candidates (default 0.5, prediction.SURE_PROBABILITY; "
-        "choose it on held-out pictures: benchmarks/unlike_accuracy.py --sure P)",
+        "answer is 'Not sure' and the candidates (default 0.7, prediction.SURE_PROBABILITY; "
+        "chosen on held-out pictures: benchmarks/unlike_accuracy.py --split half-val)",
     )
     p.add_argument(
         "--model",

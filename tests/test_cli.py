@@ -297,13 +297,13 @@ def test_predict_json_parses_and_respects_top_k(trained, capsys):
         assert [p["rank"] for p in preds] == [1, 2]
         assert preds[0]["probability"] >= preds[1]["probability"]
         assert all(p["name"] == names[p["index"]] for p in preds)
-        # The answer: sure from the default threshold 0.5 up, for the whole photo of a familiar kind;
+        # The answer: sure from the default threshold 0.7 up, for the whole photo of a familiar kind;
         # the candidates are the top rows.
-        assert result["threshold"] == 0.5 and isinstance(
+        assert result["threshold"] == 0.7 and isinstance(
             result["familiar"], bool
         )  # training wrote a reference
         whole = result["view"] == "whole"
-        assert result["sure"] is (preds[0]["probability"] >= 0.5 and whole and result["familiar"])
+        assert result["sure"] is (preds[0]["probability"] >= 0.7 and whole and result["familiar"])
         assert (result["box"] is None) is whole
         candidates = result["candidates"]
         assert 1 <= len(candidates) <= 2

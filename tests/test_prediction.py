@@ -258,9 +258,10 @@ def _top(*probabilities: float, names: list[str] | None = None) -> pd.DataFrame:
 
 
 def test_sure_from_the_threshold_up_not_sure_just_below():
-    assert SURE_PROBABILITY == 0.5
-    assert verdict(_top(0.5, 0.3, 0.2)).sure  # the default threshold, reached exactly
-    assert not verdict(_top(0.4999, 0.3, 0.2001)).sure
+    assert SURE_PROBABILITY == 0.7
+    assert verdict(_top(0.7, 0.2, 0.1)).sure  # the default threshold, reached exactly
+    assert not verdict(_top(0.6999, 0.2, 0.1001)).sure
+    assert verdict(_top(0.5, 0.3, 0.2), sure=0.5).sure
     assert not verdict(_top(0.5, 0.3, 0.2), sure=0.6).sure
     assert verdict(_top(0.35, 0.33, 0.32), sure=0.3).sure
     answer = verdict(_top(0.7, 0.2, 0.1), sure=0.7)
@@ -347,7 +348,7 @@ def test_bad_masses_are_refused(bad):
 def test_only_one_pictures_table_is_judged():
     with pytest.raises(PredictionError, match="2 pictures"):
         verdict(pd.concat([_top(0.6, 0.4).assign(source=0), _top(0.9, 0.1).assign(source=1)]))
-    assert verdict(_top(0.6, 0.4).assign(source=3)).sure  # one picture's rows of predict_many
+    assert verdict(_top(0.8, 0.2).assign(source=3)).sure  # one picture's rows of predict_many
     with pytest.raises(PredictionError, match="empty"):
         verdict(_top(0.6).iloc[:0])
     with pytest.raises(PredictionError, match="columns index, name, probability"):
