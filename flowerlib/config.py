@@ -73,7 +73,10 @@ def default_cache_root() -> Path:
 
 def _profile_defaults(profile: str) -> dict[str, Any]:
     if profile == "full":
-        return {}
+        # The model to ship learns from every labelled non-test image (what papers report):
+        # measured on held-out photos, 0.887 -> 0.931 top-1 and 0.42 -> 0.48 on the "unlike"
+        # pictures against training on the official 10 per class (benchmarks/RESULTS.md).
+        return {"split": "trainval"}
     if profile == "smoke":
         # A miniature of the real run: synthetic data, a handful of classes, tiny
         # images and short training, with the same transfer-learning rules. The
@@ -120,7 +123,8 @@ class Config:
         image_size: side of the square model input, in pixels.
         batch_size: images per batch.
         seed: one seed for Python, NumPy, TensorFlow, splits and synthetic data.
-        split: `"official"`, `"trainval"` or `"random"`.
+        split: `"official"`, `"trainval"` or `"random"` (the `full` profile
+            defaults to `"trainval"`, the `smoke` profile to `"official"`).
         split_fractions: train/validation/test fractions of the random split.
         backbone: name in `flowerlib.backbones.BACKBONES`.
         weights: `"imagenet"`, `None` (random init) or a path to a weights file.

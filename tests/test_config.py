@@ -117,3 +117,9 @@ def test_a_misspelt_flowers_variable_is_reported_not_silently_ignored():
 def test_known_variables_raise_no_warning(recwarn):
     Config.from_env({"FLOWERS_PROFILE": "smoke", "FLOWERS_DEBUG": "1", "FLOWERS_SEED": "3"})
     assert not [w for w in recwarn if "unknown environment" in str(w.message)]
+
+
+def test_the_full_profile_trains_on_trainval_and_the_smoke_profile_on_the_official_split():
+    assert Config.for_profile("full").split == "trainval"
+    assert Config.for_profile("smoke").split == "official"
+    assert Config.from_env({"FLOWERS_SPLIT": "official"}, profile="full").split == "official"
