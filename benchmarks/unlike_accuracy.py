@@ -135,7 +135,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--label", help="the recipe's name in RESULTS.md (default from --set)")
     parser.add_argument("--per-kind", type=int, default=40, help="unlike pictures per kind")
     parser.add_argument("--seed", type=int, default=0, help="seed of the unlike pictures")
-    parser.add_argument("--sure", type=float, default=0.5, help="top probability that counts as an answer")
+    parser.add_argument(
+        "--sure",
+        type=float,
+        default=None,
+        help="the threshold of verdict and of looking closer (default prediction.SURE_PROBABILITY)",
+    )
     parser.add_argument(
         "--recipe", help="an augmentation recipe of benchmarks/_recipes.py (default: the library's)"
     )
@@ -160,7 +165,9 @@ def main(argv: list[str] | None = None) -> int:
         _recipes.use(args.recipe)
 
     from flowerlib import Config, unlike
-    from flowerlib.prediction import predict_many, verdict
+    from flowerlib.prediction import SURE_PROBABILITY, predict_many, verdict
+
+    args.sure = SURE_PROBABILITY if args.sure is None else args.sure
     from flowerlib.train import train
 
     weights = str(common.require(common.MOBILENET_V2_WEIGHTS, "The MobileNetV2 weights file"))

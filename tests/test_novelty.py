@@ -68,7 +68,7 @@ def test_the_reference_file_round_trips_and_a_failed_write_keeps_the_old_file(tm
 
 
 def test_a_missing_broken_or_foreign_reference_file_says_what_to_do(tmp_path):
-    with pytest.raises(FileNotFoundError, match="No reference file .* train again"):
+    with pytest.raises(FileNotFoundError, match="No reference file .* without retraining"):
         load_reference(tmp_path / "reference.npz")
     broken = tmp_path / "broken.npz"
     broken.write_bytes(b"PK\x03\x04 not really a zip")
