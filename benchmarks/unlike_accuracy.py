@@ -15,8 +15,8 @@ the same settings: it says so), then scores the model on
 Every picture goes through `prediction.predict_many`, as `flowerlib predict`
 sends it, twice: the whole photo only (`look_closer=False`), and with looking
 closer (the default). For each it reports top-1 accuracy; the share the model
-calls unfamiliar (`flowerlib.novelty`, the run's `reference.npz`, computed here
-from the training and validation images when an older run lacks it); and, to
+calls unfamiliar (`flowerlib.novelty`, the run's `reference.npz`, written
+by `train`, also for a run finished before it existed); and, to
 judge the confidence, the share of answers `verdict` gives as sure (top
 probability of at least `--sure`, whole photo, familiar) and the accuracy among
 those; and the seconds per picture. A recipe that generalises gains on both
@@ -112,23 +112,6 @@ def no_flowers(val, data_dir, n: int, seed: int) -> list:
     ]
 
 
-def reference_for(cfg, table, result):
-    """The run's unfamiliar-photo reference; for a run trained before there was one, computed now."""
-    from flowerlib.model import feature_extractor
-    from flowerlib.novelty import fit_reference, load_reference, save_reference
-    from flowerlib.pipeline import dataset_for
-
-    if result.run.reference.is_file():
-        return load_reference(result.run.reference)
-    print(f"{result.run.reference} is missing (trained before it existed): computing it now.")
-    extractor = feature_extractor(result.model)
-    train_f, val_f = (
-        extractor.predict(dataset_for(cfg, table, part, training=False), verbose=0)
-        for part in ("train", "val")
-    )
-    return load_reference(save_reference(fit_reference(train_f, val_f), result.run.reference))
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--set", action="append", default=[], help="a Config setting KEY=VALUE (the recipe)")
@@ -165,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         _recipes.use(args.recipe)
 
     from flowerlib import Config, unlike
+    from flowerlib.novelty import load_reference
     from flowerlib.prediction import SURE_PROBABILITY, predict_many, verdict
 
     args.sure = SURE_PROBABILITY if args.sure is None else args.sure
@@ -193,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         result = train(cfg, table, verbose=1)
     model = result.model
 
-    reference = reference_for(cfg, table, result)
+    reference = load_reference(result.run.reference)  # train() writes it, also for an older run
     records = unlike.make_unlike_set(val, cfg.data_dir, args.seed, per_kind=args.per_kind)
     pictures = [
         ("validation photos", [str(cfg.data_dir / f) for f in val["file"]], val["label"].to_numpy(), None),

@@ -793,7 +793,7 @@ def keep_better(
     return True
 
 
-def calibrate(model: keras.Model, run: Run, probs: np.ndarray | None = None) -> dict[str, float]:
+def calibrate(model: keras.Model, run: Run, probs: np.ndarray) -> dict[str, float]:
     """Fit a temperature on the validation images and build it into the model (in place).
 
     Label smoothing leaves the model underconfident; dividing the logits by the
@@ -804,8 +804,7 @@ def calibrate(model: keras.Model, run: Run, probs: np.ndarray | None = None) -> 
         model: the trained classifier.
         run: the `Run` (its split table names the validation images).
         probs: the model's probabilities for the validation images, in table
-            order, when already computed (e.g. by `top_model` from cached maps);
-            by default `model.predict` over the validation pipeline.
+            order (`train` computes them from `final_features` through the head).
 
     Returns:
         `temperature` (1.0: nothing changed) and the validation log loss and
@@ -813,10 +812,7 @@ def calibrate(model: keras.Model, run: Run, probs: np.ndarray | None = None) -> 
     """
     from flowerlib.calibration import apply_temperature, fit_temperature, scale_probabilities
     from flowerlib.metrics import compute_metrics
-    from flowerlib.pipeline import dataset_for
 
-    if probs is None:
-        probs = model.predict(dataset_for(run.cfg, run.table, "val", training=False), verbose=0)
     labels = run.table.loc[run.table["split"] == "val", "label"].to_numpy(dtype=np.int64)
     t = fit_temperature(probs, labels)
     apply_temperature(model, t)
