@@ -625,7 +625,9 @@ class CachedViews(keras.utils.PyDataset):
     of a 224 px image, and a convolution's output follows its input's shifts.
     Augmentation at the cost of the last stages alone. (Mirroring the maps was
     measured too and cost accuracy: a mirrored map is not the map of the mirrored
-    image. Both measurements are in `benchmarks/RESULTS.md`.)
+    image. Both measurements are in `benchmarks/RESULTS.md`.) Batches keep the
+    stored dtype, float16: the model casts them inside its compiled step, which
+    is faster than NumPy's conversion.
 
     Args:
         features: a `FeatureSet` with `activations` (rows grouped by view).
@@ -670,7 +672,7 @@ class CachedViews(keras.utils.PyDataset):
         batch = slice(index * self.batch_size, (index + 1) * self.batch_size)
         order = np.argsort(self._rows[batch])  # read the memory-mapped rows in file order
         rows, offsets = self._rows[batch][order], self._offsets[batch][order]
-        maps = np.asarray(self.maps[rows], dtype=np.float32)
+        maps = np.asarray(self.maps[rows])  # as stored (float16): the model casts them, faster than NumPy
         if self.shift and self.training:  # move each map by its offset, repeating the edge cells
             k, (h, w) = self.shift, maps.shape[1:3]
             padded = np.pad(maps, ((0, 0), (k, k), (k, k), (0, 0)), mode="edge")

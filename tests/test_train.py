@@ -200,7 +200,7 @@ def test_cached_views_give_every_image_once_per_epoch_in_a_random_view_and_order
         batches = [data[i] for i in range(len(data))]
         x = np.concatenate([b[0] for b in batches])
         y = np.concatenate([b[1] for b in batches])
-        assert x.dtype == np.float32 and x.shape == (10, 2, 3, 1)
+        assert x.dtype == np.float16 and x.shape == (10, 2, 3, 1)  # as stored: the model casts
         assert sorted(y) == list(range(10)), "each image exactly once per epoch"
         ids = np.round(x[:, 0, 0, 0]).astype(int)
         np.testing.assert_array_equal(ids % 100, y)  # labels stay with their maps
