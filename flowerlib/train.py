@@ -626,8 +626,11 @@ class CachedViews(keras.utils.PyDataset):
     Augmentation at the cost of the last stages alone. (Mirroring the maps was
     measured too and cost accuracy: a mirrored map is not the map of the mirrored
     image. Both measurements are in `benchmarks/RESULTS.md`.) Batches keep the
-    stored dtype, float16: the model casts them inside its compiled step, which
-    is faster than NumPy's conversion.
+    stored dtype, float16, and the model casts them inside its compiled step:
+    converting them here, beside the training step, made fine-tuning about a
+    third slower on 2 cores (RESULTS.md). TensorFlow prints one harmless line
+    on its first float16 op ("oneDNN supports DT_HALF only on platforms with
+    AVX-512").
 
     Args:
         features: a `FeatureSet` with `activations` (rows grouped by view).
@@ -672,7 +675,7 @@ class CachedViews(keras.utils.PyDataset):
         batch = slice(index * self.batch_size, (index + 1) * self.batch_size)
         order = np.argsort(self._rows[batch])  # read the memory-mapped rows in file order
         rows, offsets = self._rows[batch][order], self._offsets[batch][order]
-        maps = np.asarray(self.maps[rows])  # as stored (float16): the model casts them, faster than NumPy
+        maps = np.asarray(self.maps[rows])  # as stored, float16: the model casts them (see the docstring)
         if self.shift and self.training:  # move each map by its offset, repeating the edge cells
             k, (h, w) = self.shift, maps.shape[1:3]
             padded = np.pad(maps, ((0, 0), (k, k), (k, k), (0, 0)), mode="edge")
