@@ -48,7 +48,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from flowerlib.artifacts import Layout, atomic_path
-from flowerlib.pipeline import in_turns
 
 if TYPE_CHECKING:
     import keras
@@ -282,7 +281,7 @@ def extract_features(
 
         cardinality = int(dataset.cardinality())
         bar = tqdm(total=cardinality if cardinality > 0 else None, desc=progress, unit="batch", leave=False)
-    for images, y in in_turns(dataset):  # read a few batches, then run the model on them
+    for images, y in dataset:
         n = int(images.shape[0])
         if jit_compile and batch_size and n < batch_size:
             pad = tf.zeros((batch_size - n, *images.shape[1:]), images.dtype)

@@ -37,7 +37,6 @@ from flowerlib.metrics import (
     per_class_table,
     reliability,
 )
-from flowerlib.pipeline import in_turns
 from flowerlib.splits import PARTS
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -189,7 +188,7 @@ def predict_dataset(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=total, desc=progress, unit="img", leave=False)
-    for images, batch_labels in in_turns(dataset):  # read a few batches, then predict them
+    for images, batch_labels in dataset:
         images = np.asarray(images, dtype=np.float32)
         mirrored = images[:, :, ::-1, :]
         p = np.asarray(model.predict_on_batch(mirrored if flip else images), dtype=np.float64)

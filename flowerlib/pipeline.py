@@ -13,8 +13,7 @@ predictions line up with `table["label"]`.
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,8 +32,6 @@ if TYPE_CHECKING:  # TensorFlow and pandas are imported when a function runs
 # Augmentation strengths: small, plausible changes of a flower photo.
 ROTATION_FACTOR = 0.1  # up to +-10 % of a full turn (+-36 degrees)
 ZOOM_FACTOR = 0.2  # zoom *in* by up to 20 % (a random crop, no padded borders)
-# Batches read ahead at a time by `in_turns` (8 x 32 images at 224 px: 150 MB of float32).
-TURN_BATCHES = 8
 
 
 class PipelineError(FlowerlibError, ValueError):
@@ -234,31 +231,6 @@ def make_dataset(
         order = {} if parallel is None else {"deterministic": True}  # a sequential map keeps order anyway
         ds = ds.map(lambda x, y: (aug(x, training=True), y), num_parallel_calls=parallel, **order)
     return ds.prefetch(autotune)
-
-
-def in_turns(dataset: Iterable, batches: int = TURN_BATCHES) -> Iterator:
-    """The dataset's elements, read `batches` at a time, so reading and the model take turns.
-
-    A model on a CPU uses every core; an input pipeline decoding and augmenting
-    JPEGs at the same time takes cores from it, and on a 2-core machine each
-    interruption stalls the model's other threads too. Reading a few batches,
-    then running the model on them, then reading again keeps the two apart:
-    `benchmarks/RESULTS.md` (the real path, phase by phase) has the measured gain.
-    Loops that only predict (`cache.extract_features`, `evaluate.predict_dataset`)
-    use it; `fit` keeps its own prefetching.
-
-    Args:
-        dataset: any iterable, e.g. a `tf.data.Dataset` of batches.
-        batches: elements read ahead before the first is returned (1: plain iteration).
-
-    Yields:
-        The elements, in order.
-    """
-    if batches < 1:
-        raise ValueError(f"batches must be >= 1. Received batches={batches}")
-    iterator = iter(dataset)
-    while chunk := list(itertools.islice(iterator, batches)):
-        yield from chunk
 
 
 def dataset_for(cfg: Config, table: pd.DataFrame, part: str, training: bool | None = None) -> tf.data.Dataset:

@@ -140,31 +140,3 @@ def test_clear_errors_for_bad_inputs(synthetic_root, table, tmp_path):
     empty = pd.DataFrame({"file": [], "label": [], "split": []})
     with pytest.raises(pipeline.PipelineError, match="no 'train' rows"):
         pipeline.dataset_for(Config.for_profile("smoke", data_dir=synthetic_root), empty, "train")
-
-
-def test_in_turns_reads_ahead_in_chunks_and_keeps_every_element_in_order():
-    read = []
-
-    def source():
-        for i in range(7):
-            read.append(i)
-            yield i
-
-    turns = pipeline.in_turns(source(), batches=3)
-    assert next(turns) == 0
-    assert read == [0, 1, 2]  # three read before the first is handed on
-    assert list(turns) == [1, 2, 3, 4, 5, 6]
-    assert list(pipeline.in_turns(range(5), batches=1)) == [0, 1, 2, 3, 4]
-    assert list(pipeline.in_turns([], batches=4)) == []
-    with pytest.raises(ValueError, match="batches must be >= 1"):
-        list(pipeline.in_turns(range(3), batches=0))
-
-
-def test_in_turns_over_a_dataset_gives_the_batches_of_plain_iteration(synthetic_root, table):
-    ds = pipeline.make_dataset(table, synthetic_root, image_size=32, batch_size=4, training=False)
-    plain = [(x.numpy(), y.numpy()) for x, y in ds]
-    turns = [(x.numpy(), y.numpy()) for x, y in pipeline.in_turns(ds, batches=2)]
-    assert len(turns) == len(plain) > 2
-    for (xa, ya), (xb, yb) in zip(plain, turns, strict=True):
-        np.testing.assert_array_equal(xa, xb)
-        np.testing.assert_array_equal(ya, yb)
