@@ -150,9 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     from flowerlib import Config, unlike
     from flowerlib.novelty import load_reference
     from flowerlib.prediction import SURE_PROBABILITY, predict_many, verdict
+    from flowerlib.train import train
 
     args.sure = SURE_PROBABILITY if args.sure is None else args.sure
-    from flowerlib.train import train
 
     weights = str(common.require(common.MOBILENET_V2_WEIGHTS, "The MobileNetV2 weights file"))
     base = common.real_data_config(args.data_dir, backbone="mobilenet_v2", weights=weights, image_size=224)
