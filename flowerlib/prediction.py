@@ -23,8 +23,8 @@ it hesitates between::
 
 Two more things serve photos unlike the dataset's close-ups. When the whole
 photo gives no sure answer, `predict` *looks closer*: it also scores square
-crops of it (`closer_boxes`) and keeps the most confident view (`view` is
-`"closer"`, `box` where). With `reference=` (the `reference.npz` training saves
+crops of it (`closer_boxes`, none under half the model's input side) and
+keeps the most confident view (`view` is `"closer"`, `box` where). With `reference=` (the `reference.npz` training saves
 beside the model, `flowerlib.novelty`) it marks a photo that looks unlike every
 training photo (`familiar` False). `verdict` never calls either kind of answer
 sure.
@@ -459,16 +459,24 @@ LOOK_CLOSER_GRID: tuple[tuple[float, int], ...] = ((0.7, 2), (0.5, 3), (0.35, 4)
 #: more often wrong than right: letting any class answer cost 1.6 points on the validation
 #: photos (0.856 -> 0.840, unlike_accuracy.py before this rule); with it, 0.856 -> 0.854.
 CLOSER_CANDIDATES = 3
+#: No crop narrower than this share of the model's input side (112 px for 224) is scored:
+#: enlarged more than twice, it shows only blur the model never saw in training. On 240-px
+#: web thumbnails such crops made looking closer cost 3.4 points against the whole photo
+#: (0.892 -> 0.858; without them 0.887), and leaving them out changed nothing on the held-out
+#: photos or the unlike pictures (`benchmarks/look_closer_rules.py`, RESULTS.md). So a photo
+#: under 160 px (112 / 0.7) is never looked at closer.
+MIN_CROP_SHARE = 0.5
 
 
 def closer_boxes(
-    height: int, width: int, grid: Sequence[tuple[float, int]] = LOOK_CLOSER_GRID
+    height: int, width: int, grid: Sequence[tuple[float, int]] = LOOK_CLOSER_GRID, *, min_side: int = 1
 ) -> list[tuple[int, int, int]]:
     """The look-closer crops of an image `height` x `width`: `(top, left, side)` squares, in pixels.
 
     For each `(scale, k)` of `grid`: squares of side `scale` x the shorter side, at
     `k` evenly spaced positions along the shorter side and proportionally more
-    along the longer one, from edge to edge. Repeated boxes are listed once.
+    along the longer one, from edge to edge. Repeated boxes are listed once, and
+    squares narrower than `min_side` pixels not at all (a small photo may have none).
     """
     short = min(int(height), int(width))
     if short < 1:
@@ -476,6 +484,8 @@ def closer_boxes(
     boxes: list[tuple[int, int, int]] = []
     for scale, k in grid:
         side = max(1, round(float(scale) * short))
+        if side < min_side:
+            continue
         tops = np.linspace(0, height - side, max(int(k), round(k * height / short))).round().astype(int)
         lefts = np.linspace(0, width - side, max(int(k), round(k * width / short))).round().astype(int)
         for box in ((int(t), int(left), side) for t in tops for left in lefts):
@@ -537,7 +547,9 @@ def predict_many(
     photo unfamiliar), the model looks closer: it also scores the crops of
     `closer_boxes`, and the most confident crop answers if it is more confident
     than the whole photo and names one of the whole photo's `CLOSER_CANDIDATES`
-    most probable classes (any class when the photo is unfamiliar). A crop's
+    most probable classes (any class when the photo is unfamiliar). Crops narrower
+    than `MIN_CROP_SHARE` of the model's input are left out, so a photo under
+    160 px (for a 224 px model) keeps its whole-photo answer. A crop's
     probability is not calibrated (the most confident of 30 views is confident
     by selection), so `verdict` never calls an answer found this way sure.
 
@@ -582,6 +594,7 @@ def predict_many(
         raise PredictionError("No images given: pass at least one file path, URL, PIL image or array.")
     # The crops need at most this much resolution: the smallest is LOOK_CLOSER_GRID's last scale.
     keep = math.ceil(size / min(scale for scale, _ in LOOK_CLOSER_GRID))
+    min_side = math.ceil(MIN_CROP_SHARE * size)
     batch, photos = [], []  # the whole views; for looking closer, each photo and its scale
     for source in sources:
         image = load_image(source, **load_kwargs)
@@ -599,7 +612,9 @@ def predict_many(
     for i, (photo, scale) in enumerate(photos):
         if not look_closer or (probs[i].max() >= sure and familiar[i] is not False):
             continue
-        crops = closer_boxes(*photo.shape[:2])
+        crops = closer_boxes(*photo.shape[:2], min_side=min_side)
+        if not crops:  # too small a photo: every crop would be mostly blur
+            continue
         views_i = np.stack([resize_and_crop(photo[t : t + s, x : x + s], size).numpy() for t, x, s in crops])
         closer = _run(model, views_i, batch_size)[0]
         best = int(closer.max(axis=1).argmax())

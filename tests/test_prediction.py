@@ -522,6 +522,22 @@ def test_closer_boxes_cover_the_photo_with_squares_of_each_scale_inside_it():
     assert max(x for _, x, _ in wide) == 200 - 35 and len(wide) > len(boxes)  # more positions along the width
     with pytest.raises(PredictionError, match="no pixels"):
         prediction.closer_boxes(0, 10)
+    assert sorted({s for _, _, s in prediction.closer_boxes(100, 100, min_side=50)}) == [50, 70]
+    assert prediction.closer_boxes(100, 100, min_side=71) == []
+
+
+def test_crops_narrower_than_half_the_input_are_not_scored_and_a_tiny_photo_keeps_its_whole_answer(
+    model, monkeypatch
+):
+    listed = []
+    real = prediction.closer_boxes
+    monkeypatch.setattr(
+        prediction, "closer_boxes", lambda *a, **k: listed.append(real(*a, **k)) or listed[-1]
+    )
+    prediction.predict(model, _grey_with_red_corner(side=40, patch=8), class_names=NAMES)
+    assert {s for _, _, s in listed[-1]} == {20, 28}  # 0.5 and 0.7 of 40 px; 0.35 (14 px) < SIZE / 2
+    tiny = prediction.predict(model, np.full((20, 20, 3), 128, np.uint8), class_names=NAMES)  # not sure
+    assert listed[-1] == [] and tiny["view"].iloc[0] == "whole" and tiny["box"].iloc[0] is None
 
 
 def test_looking_closer_finds_a_small_flower_off_centre_and_is_never_sure_of_it(model):
@@ -540,7 +556,7 @@ def test_looking_closer_finds_a_small_flower_off_centre_and_is_never_sure_of_it(
 
 def test_a_sure_whole_photo_is_not_looked_at_closer(model, monkeypatch):
     calls = []
-    monkeypatch.setattr(prediction, "closer_boxes", lambda *a: calls.append(a) or [(0, 0, 10)])
+    monkeypatch.setattr(prediction, "closer_boxes", lambda *a, **k: calls.append(a) or [(0, 0, 10)])
     table = prediction.predict(model, np.full((60, 60, 3), RED, np.uint8), class_names=NAMES)
     assert table["view"].iloc[0] == "whole" and table["box"].iloc[0] is None and not calls
     prediction.predict(model, _grey_with_red_corner(), class_names=NAMES)

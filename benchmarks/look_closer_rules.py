@@ -1,0 +1,325 @@
+"""How should the look-closer crops be combined? Rules side by side on the same scored views (issue 12).
+
+Reuses (or trains) the MobileNetV2 run of `unlike_accuracy.py` for `--split`, then
+scores, once per picture, every view a rule may use: the whole photo, square
+crops on a grid of scales (`GRID`, one more scale than `prediction.LOOK_CLOSER_GRID`)
+and the mirror image of each. The probabilities are saved under the run
+(`look-closer-views-<seed>.npz`; a rerun with the same pictures reuses them and
+says so). Each rule then picks an answer from those views in NumPy, so every
+rule sees exactly the same pictures and model outputs:
+
+- `whole`: the whole photo only;
+- `max-top3`: the most confident crop, if it is more confident than the whole
+  photo and names one of the whole photo's three most probable classes (any
+  class when the photo is unfamiliar); `crops of ≥ 112 px` leaves out crops
+  narrower than that many of the photo's own pixels (the library's rule now,
+  `prediction.MIN_CROP_SHARE`);
+- `mean-all`: the mean probability over the whole photo and every crop;
+- `mean-topN`: the mean probability over the whole photo and the N most
+  confident crops;
+- `vote-topN`: the class named most often by the N most confident crops;
+- variants with the smaller scale, mirrored crops (`c+m`: each crop averaged
+  with its mirror image), other candidate counts, or another threshold.
+
+As in `predict_many`, a rule acts only on a photo the whole view leaves unsure
+(top probability below `prediction.SURE_PROBABILITY`) or unfamiliar; sure, familiar photos keep the
+whole photo's answer. Reported: top-1 on the held-out photos and on the unlike
+pictures (all kinds and per kind), for two seeds of unlike pictures, and on
+web thumbnails of the held-out photos (longer side 240 px, JPEG quality 60-80,
+not enlarged: the issue's "240-pixel web thumbnail"); choose a rule on one seed
+and confirm it on the other, and on the other split's model.
+
+    .venv/bin/python benchmarks/look_closer_rules.py --split trainval --seed 0 --seed 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import _common as common
+import numpy as np
+
+SECTION = "look_closer_rules"
+#: (scale of the shorter side, positions along it): the library's grid and one smaller scale.
+GRID: tuple[tuple[float, int], ...] = ((0.7, 2), (0.5, 3), (0.35, 4), (0.25, 5))
+
+
+def score_views(model, sources, reference, size: int, batch_size: int = 64) -> dict[str, np.ndarray]:
+    """Probabilities of every view of every source: whole, crops on `GRID`, and their mirrors."""
+    from flowerlib.pipeline import resize_and_crop
+    from flowerlib.prediction import _bounded, closer_boxes, load_image
+
+    keep = int(np.ceil(size / min(s for s, _ in GRID)))
+    probs, picture, scale, mirror, whole_features, shorter = [], [], [], [], [], []
+    pending: list[np.ndarray] = []
+
+    def flush() -> None:
+        if pending:
+            out = np.asarray(model.predict_on_batch(np.stack(pending)))
+            probs.append(out.astype(np.float32))
+            pending.clear()
+
+    features_model = None
+    if reference is not None:
+        import keras
+
+        features_model = keras.Model(model.inputs, model.get_layer("pool").output)
+    for i, source in enumerate(sources):
+        image = load_image(source)
+        shorter.append(min(image.shape[:2]))
+        whole = resize_and_crop(image, size).numpy()
+        if features_model is not None:
+            whole_features.append(np.asarray(features_model.predict_on_batch(whole[None]))[0])
+        small = _bounded(image, keep)
+        views = [(whole, 1.0)]
+        for s, k in GRID:
+            for t, x, side in closer_boxes(*small.shape[:2], grid=((s, k),)):
+                views.append((resize_and_crop(small[t : t + side, x : x + side], size).numpy(), s))
+        for view, s in views:
+            for flipped in (False, True):
+                pending.append(view[:, ::-1] if flipped else view)
+                picture.append(i)
+                scale.append(s)
+                mirror.append(flipped)
+                if len(pending) == batch_size:
+                    flush()
+    flush()
+    familiar = (
+        reference.familiar(np.stack(whole_features)) if reference is not None else np.ones(len(sources), bool)
+    )
+    return {
+        "probs": np.concatenate(probs),
+        "picture": np.asarray(picture),
+        "scale": np.asarray(scale, np.float64),
+        "mirror": np.asarray(mirror),
+        "familiar": np.asarray(familiar, bool),
+        "shorter": np.asarray(shorter),
+    }
+
+
+def _views(
+    v: dict[str, np.ndarray], i: int, scales, mirrors: bool | str, min_side: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """(whole-photo probabilities, crop probabilities) of picture `i` for a rule.
+
+    `min_side`: leave out crops smaller than this many of the photo's own pixels.
+    """
+    rows = v["picture"] == i
+    p, s, m = v["probs"][rows], v["scale"][rows], v["mirror"][rows]
+    whole = p[(s == 1.0) & ~m][0]
+    chosen = np.isclose(s[:, None], np.asarray(scales)[None]).any(axis=1) & (s * v["shorter"][i] >= min_side)
+    if mirrors == "avg":  # each crop averaged with its mirror image (stored right after it)
+        return whole, p[chosen].reshape(-1, 2, p.shape[1]).mean(axis=1)
+    return whole, p[chosen & (bool(mirrors) | ~m)]
+
+
+def rule_max_top3(whole, crops, familiar):
+    if not len(crops):
+        return whole
+    best = crops[crops.max(axis=1).argmax()]
+    allowed = not familiar or best.argmax() in np.argsort(-whole)[:3]
+    return best if allowed and best.max() > whole.max() else whole
+
+
+def rule_max(candidates, unfamiliar_candidates=None):
+    """The most confident crop, among the whole photo's `candidates` leading classes
+    (`unfamiliar_candidates` when the photo is unfamiliar; None: any class)."""
+
+    def rule(whole, crops, familiar):
+        n = candidates if familiar else unfamiliar_candidates
+        if not len(crops):
+            return whole
+        best = crops[crops.max(axis=1).argmax()]
+        allowed = n is None or best.argmax() in np.argsort(-whole)[:n]
+        return best if allowed and best.max() > whole.max() else whole
+
+    return rule
+
+
+def rule_mean_top(n):
+    def rule(whole, crops, familiar):
+        top = crops[np.argsort(-crops.max(axis=1))[:n]]
+        return np.concatenate([whole[None], top]).mean(axis=0)
+
+    return rule
+
+
+def rule_mean_all(whole, crops, familiar):
+    return np.concatenate([whole[None], crops]).mean(axis=0)
+
+
+def rule_vote_top(n):
+    def rule(whole, crops, familiar):
+        top = crops[np.argsort(-crops.max(axis=1))[:n]]
+        votes = np.bincount(top.argmax(axis=1), minlength=len(whole)).astype(float)
+        return votes + 1e-3 * top.sum(axis=0)  # ties go to the larger summed probability
+
+    return rule
+
+
+SMALL = (0.7, 0.5, 0.35)
+ALL = (0.7, 0.5, 0.35, 0.25)
+RULES = {
+    "whole": (lambda whole, crops, familiar: whole, SMALL, False),
+    "max-top3 (the library before)": (rule_max_top3, SMALL, False),
+    "max-top3, mirrored crops": (rule_max_top3, SMALL, True),
+    "max-top3, crop+mirror mean": (rule_max_top3, SMALL, "avg"),
+    "max-top3, + scale 0.25": (rule_max_top3, ALL, False),
+    "max-top3, + 0.25, crop+mirror mean": (rule_max_top3, ALL, "avg"),
+    "max-top3, crops of ≥ 112 px (the library now)": (rule_max_top3, SMALL, False, 112),
+    "max-top3, crops of ≥ 160 px": (rule_max_top3, SMALL, False, 160),
+    "max-top3, + 0.25, crops of ≥ 112 px": (rule_max_top3, ALL, False, 112),
+    "max-top3, looks closer below 0.5": (rule_max_top3, SMALL, False, 0, 0.5),
+    "max-top3, looks closer below 0.9": (rule_max_top3, SMALL, False, 0, 0.9),
+    "max-top2": (rule_max(2), SMALL, False),
+    "max-top5": (rule_max(5), SMALL, False),
+    "max-top3, unfamiliar top10": (rule_max(3, 10), SMALL, False),
+    "max-top3, unfamiliar top10, + 0.25": (rule_max(3, 10), ALL, False),
+    "max-top3, unfamiliar top10, + 0.25, c+m": (rule_max(3, 10), ALL, "avg"),
+    "max-top3, unfamiliar top20, + 0.25, c+m": (rule_max(3, 20), ALL, "avg"),
+    "mean-all": (rule_mean_all, SMALL, False),
+    "mean-top3": (rule_mean_top(3), SMALL, False),
+    "mean-top3, + 0.25, crop+mirror mean": (rule_mean_top(3), ALL, "avg"),
+    "mean-top5": (rule_mean_top(5), SMALL, False),
+    "mean-top5, + scale 0.25": (rule_mean_top(5), ALL, False),
+    "vote-top5": (rule_vote_top(5), SMALL, False),
+}
+
+
+def answers(v: dict[str, np.ndarray], rule, scales, mirrors, sure: float, min_side: int = 0) -> np.ndarray:
+    """The class each picture gets under `rule` (whole-photo answer when it is sure and familiar)."""
+    out = []
+    for i in range(len(v["familiar"])):
+        whole, crops = _views(v, i, scales, mirrors, min_side)
+        familiar = bool(v["familiar"][i])
+        if whole.max() >= sure and familiar:
+            out.append(int(whole.argmax()))
+        else:
+            out.append(int(np.asarray(rule(whole, crops, familiar)).argmax()))
+    return np.asarray(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--split", default="trainval", choices=("official", "trainval"))
+    parser.add_argument("--seed", type=int, action="append", help="seed of the unlike pictures (repeatable)")
+    parser.add_argument("--per-kind", type=int, default=40)
+    parser.add_argument(
+        "--photos-per-class", type=int, help="score only this many held-out photos per class (and thumbnails)"
+    )
+    parser.add_argument("--data-dir", default=common.DEFAULT_DATA_DIR)
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args(argv)
+    args.seeds = args.seed or [0, 1]
+    common.setup_tensorflow()
+    import real_accuracy as ra
+    import unlike_accuracy as ua
+
+    from flowerlib import Config, unlike
+    from flowerlib.novelty import load_reference
+    from flowerlib.prediction import SURE_PROBABILITY, load_image
+    from flowerlib.train import train
+
+    weights = str(common.require(common.MOBILENET_V2_WEIGHTS, "The MobileNetV2 weights file"))
+    base = common.real_data_config(
+        Path(args.data_dir), backbone="mobilenet_v2", weights=weights, image_size=224
+    )
+    label = "defaults" + ("" if args.split == "official" else f"-{args.split}")
+    cfg = Config.from_env(
+        ra.parse_settings([]),
+        profile="full",
+        **{k: getattr(base, k) for k in ("data_dir", "source", "backbone", "weights")},
+    ).replace(run_name=f"unlike-{label}")
+    info = common.machine()
+    print(common.machine_line(info))
+    loads = [common.load_text()]
+    table, val = ua.split_table(cfg, args.split)
+    photos = val if args.photos_per_class is None else common.per_class(val, args.photos_per_class)
+    tag = "" if args.photos_per_class is None else f"-{args.photos_per_class}pc"
+    result = train(cfg, table, verbose=1)
+    model, reference = result.model, load_reference(result.run.reference)
+    size = int(model.input_shape[1])
+
+    sets = [("held-out photos", None), ("thumbnails", "thumb")] + [
+        (f"unlike, seed {s}", s) for s in args.seeds
+    ]
+    scored = {}
+    for name, seed in sets:
+        cache = (
+            Path(result.run.root)
+            / f"look-closer-views-{'val' if seed is None else seed}-{args.per_kind}{tag if seed in (None, 'thumb') else ''}.npz"
+        )
+        if seed is None:
+            sources, labels, kinds = (
+                [str(cfg.data_dir / f) for f in photos["file"]],
+                photos["label"].to_numpy(),
+                None,
+            )
+        elif seed == "thumb":  # web thumbnails: longer side 240 px, JPEG quality 60-80, not enlarged
+            rng = np.random.default_rng(240)
+            sources = [
+                unlike.low_quality(
+                    unlike.load_photo(cfg.data_dir / f), rng, (240, 240), (60, 80), upsample=False
+                )
+                for f in photos["file"]
+            ]
+            labels, kinds = photos["label"].to_numpy(), None
+        else:
+            records = unlike.make_unlike_set(val, cfg.data_dir, seed, per_kind=args.per_kind)
+            sources, labels, kinds = (
+                list(records["image"]),
+                records["label"].to_numpy(),
+                records["kind"].to_numpy(),
+            )
+        if cache.exists():
+            print(f"Reusing the scored views of {name} from {cache}.")
+            v = dict(np.load(cache))
+            if "shorter" not in v:  # scored before the sizes were kept
+                v["shorter"] = np.array([min(load_image(x).shape[:2]) for x in sources])
+        else:
+            t0 = time.perf_counter()
+            v = score_views(model, sources, reference, size)
+            print(
+                f"Scored {len(v['probs']):,} views of {name} in {time.perf_counter() - t0:.0f} s; saved to {cache}."
+            )
+            np.savez_compressed(cache, **v)
+        scored[name] = (v, labels, kinds)
+
+    rows = []
+    for rule_name, (rule, scales, mirrors, *more) in RULES.items():
+        min_side, gate = (more + [0, SURE_PROBABILITY][len(more) :])[:2]
+        row = {"rule": rule_name}
+        for name, (v, labels, kinds) in scored.items():
+            right = answers(v, rule, scales, mirrors, gate, min_side) == labels
+            row[name] = round(float(right.mean()), 3)
+            if kinds is not None:
+                for kind in unlike.KINDS:
+                    key = f"{kind} ({name.split()[-1]})"
+                    row[key] = round(float(right[kinds == kind].mean()), 3)
+        rows.append(row)
+    loads.append(common.load_text())
+    columns = ["rule"] + [name for name, _ in sets]
+    body = "\n\n".join(
+        [
+            f"MobileNetV2, the `unlike_accuracy.py --split {args.split}` run ({ua.TRAINED_ON[args.split]}). "
+            f"Views: the whole photo, square crops of {', '.join(str(s) for s, _ in GRID)} of the shorter side "
+            f"(grid {GRID}), each also mirrored; every rule acts only when the whole photo's top probability is "
+            f"below {SURE_PROBABILITY} or the photo is unfamiliar. Unlike pictures: {args.per_kind} per kind, "
+            f"seeds {', '.join(map(str, args.seeds))}. Top-1:",
+            common.markdown_table(rows, columns),
+            "Per kind (the seed in brackets):",
+            common.markdown_table(rows, ["rule"] + [c for c in rows[0] if c not in columns]),
+        ]
+    )
+    print(body)
+    if not args.no_write:
+        common.write_section(
+            f"{SECTION}-{label}", f"Combining the look-closer crops: {label}", body, info, loads
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
