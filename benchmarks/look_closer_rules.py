@@ -306,7 +306,9 @@ def main(argv: list[str] | None = None) -> int:
             f"MobileNetV2, the `unlike_accuracy.py --split {args.split}` run ({ua.TRAINED_ON[args.split]}). "
             f"Views: the whole photo, square crops of {', '.join(str(s) for s, _ in GRID)} of the shorter side "
             f"(grid {GRID}), each also mirrored; every rule acts only when the whole photo's top probability is "
-            f"below {SURE_PROBABILITY} or the photo is unfamiliar. Unlike pictures: {args.per_kind} per kind, "
+            f"below {SURE_PROBABILITY} (or the threshold the rule names) or the photo is unfamiliar. Held-out "
+            f"photos: {len(photos)}; thumbnails: the same photos with their longer side 240 px, JPEG quality "
+            f"60-80, not enlarged. Unlike pictures: {args.per_kind} per kind, "
             f"seeds {', '.join(map(str, args.seeds))}. Top-1:",
             common.markdown_table(rows, columns),
             "Per kind (the seed in brackets):",

@@ -670,7 +670,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-look-closer",
         action="store_true",
         help="classify the whole photo only; by default, when it gives no sure answer, up to 29 crops "
-        "of it (none under 112 of its pixels) are scored too and the most confident view answers "
+        "of it (none narrower than half the model's input: 112 px at 224) are scored too and the most confident view answers "
         "(never as sure)",
     )
     add_json(p, "the predictions and the answers")
