@@ -12,7 +12,34 @@ RECIPES = {
     "zoom-out-colour": "zoom-out + colour jitter (brightness, contrast, saturation ±20 %, hue ±3 %)",
     "zoom-out-colour-blur": "zoom-out-colour + Gaussian blur (σ ≤ 2 px, half the views)",
     "crop": "flip, rotation ±36°, zoom in ≤50 %",
+    "lowres": "flip, rotation ±36°, zoom in ≤20 % (the default), then half the views shrunk to "
+    "64-160 px and enlarged back (bilinear): low resolution",
 }
+
+
+def low_resolution(rate: float = 0.5, low: int = 64, high: int = 160, seed: int | None = None):
+    """A layer that shrinks `rate` of a batch's images to one random side in `low..high` px and enlarges them back."""
+    import keras
+    import tensorflow as tf
+
+    class RandomLowResolution(keras.layers.Layer):
+        def call(self, images, training=True):
+            if not training:
+                return images
+            shape = tf.shape(images)
+            side = tf.random.uniform((), low, high + 1, dtype=tf.int32, seed=seed)
+            small = tf.image.resize(images, tf.stack([side, side]), method="bilinear", antialias=True)
+            back = tf.image.resize(small, shape[1:3], method="bilinear")
+            chosen = (
+                tf.random.uniform(tf.stack([shape[0], 1, 1, 1]), seed=None if seed is None else seed + 1)
+                < rate
+            )
+            return tf.where(chosen, back, images)
+
+        def get_config(self):
+            return {**super().get_config(), "rate": rate, "low": low, "high": high}
+
+    return RandomLowResolution(name="random_low_resolution")
 
 
 def build(name: str, seed: int | None):
@@ -25,7 +52,7 @@ def build(name: str, seed: int | None):
         keras.layers.RandomFlip("horizontal", seed=s(0)),
         keras.layers.RandomRotation(0.1, fill_mode="reflect", seed=s(1)),
     ]
-    zoom = {"crop": (-0.5, 0.0), "current": (-0.2, 0.0)}.get(name, (-0.2, 0.6))
+    zoom = {"crop": (-0.5, 0.0), "current": (-0.2, 0.0), "lowres": (-0.2, 0.0)}.get(name, (-0.2, 0.6))
     layers.append(keras.layers.RandomZoom(zoom, fill_mode="reflect", seed=s(2)))
     if "colour" in name:
         layers.append(
@@ -44,6 +71,8 @@ def build(name: str, seed: int | None):
                 factor=0.5, kernel_size=7, sigma=(0.1, 2.0), value_range=(0, 255), seed=s(4)
             )
         )
+    if name == "lowres":
+        layers.append(low_resolution(seed=s(5)))
     return keras.Sequential(layers, name="augment")
 
 

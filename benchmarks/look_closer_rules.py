@@ -257,15 +257,8 @@ def main(argv: list[str] | None = None) -> int:
                 photos["label"].to_numpy(),
                 None,
             )
-        elif seed == "thumb":  # web thumbnails: longer side 240 px, JPEG quality 60-80, not enlarged
-            rng = np.random.default_rng(240)
-            sources = [
-                unlike.low_quality(
-                    unlike.load_photo(cfg.data_dir / f), rng, (240, 240), (60, 80), upsample=False
-                )
-                for f in photos["file"]
-            ]
-            labels, kinds = photos["label"].to_numpy(), None
+        elif seed == "thumb":
+            sources, labels, kinds = ua.thumbnails(photos, cfg.data_dir), photos["label"].to_numpy(), None
         else:
             records = unlike.make_unlike_set(val, cfg.data_dir, seed, per_kind=args.per_kind)
             sources, labels, kinds = (

@@ -8,6 +8,8 @@ the same settings: it says so), then scores the model on
 - `flowerlib.unlike.make_unlike_set` pictures made from those validation photos
   (never test photos): zoomed out onto a background, tiled into a field, small
   and off centre, a heavily compressed thumbnail, partly covered. Fixed seed;
+- the same photos as web thumbnails (longer side 240 px, JPEG quality 60-80, not
+  enlarged: the size of a picture saved from a web page);
 - pictures with no flower at all (`unlike.background_from` of validation photos:
   leaves, grass, soil), where every answer is wrong: the model should call them
   unfamiliar and answer none of them as sure.
@@ -112,6 +114,17 @@ def no_flowers(val, data_dir, n: int, seed: int) -> list:
     ]
 
 
+def thumbnails(val, data_dir, seed: int = 240) -> list:
+    """The photos of `val` as web thumbnails: longer side 240 px, JPEG quality 60-80, not enlarged."""
+    from flowerlib import unlike
+
+    rng = np.random.default_rng(seed)
+    return [
+        unlike.low_quality(unlike.load_photo(data_dir / f), rng, (240, 240), (60, 80), upsample=False)
+        for f in val["file"]
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--set", action="append", default=[], help="a Config setting KEY=VALUE (the recipe)")
@@ -188,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
             records["kind"].to_numpy(),
         ),
         ("no flower (backgrounds)", no_flowers(val, cfg.data_dir, args.per_kind, args.seed), None, None),
+        ("web thumbnails of the photos", thumbnails(val, cfg.data_dir), val["label"].to_numpy(), None),
     ]
     rows, sweep = [], []
     for look_closer in (False,) if args.whole_only else (False, True):
