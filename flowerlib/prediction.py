@@ -24,9 +24,10 @@ it hesitates between::
 Two more things serve photos unlike the dataset's close-ups. When the whole
 photo gives no sure answer, `predict` *looks closer*: it also scores square
 crops of it (`closer_boxes`, none under half the model's input side) and
-keeps the most confident view (`view` is `"closer"`, `box` where). With `reference=` (the `reference.npz` training saves
-beside the model, `flowerlib.novelty`) it marks a photo that looks unlike every
-training photo (`familiar` False). `verdict` never calls either kind of answer
+keeps the most confident view (`view` is `"closer"`, `box` where). With
+`reference=` (the `reference.npz` training saves beside the model,
+`flowerlib.novelty`) it marks a photo that looks unlike every training photo
+(`familiar` False). `verdict` never calls either kind of answer
 sure.
 
 Anything that is not a usable image is refused with one clear `PredictionError`
@@ -550,7 +551,7 @@ def predict_many(
     most probable classes (any class when the photo is unfamiliar). Crops narrower
     than `MIN_CROP_SHARE` of the model's input are left out, so a photo under
     160 px (for a 224 px model) keeps its whole-photo answer. A crop's
-    probability is not calibrated (the most confident of 30 views is confident
+    probability is not calibrated (the most confident of some 30 views is confident
     by selection), so `verdict` never calls an answer found this way sure.
 
     Args:
