@@ -21,9 +21,9 @@ The real images: `../shared/flowers102` holds the official train and
 validation JPEGs only. The notebooks want the complete dataset (notebook 02
 asserts the split's sizes, 1,836 / 204 / 6,149 for `trainval`; notebook 04 tests
 on the 6,149), so the script builds once a STAND-IN source folder,
-`build/bench-make-run/source/`: the 2,040 real JPEGs copied, and every missing id (the official test images)
-a hard link to one of them, round robin, so that every decode costs what a
-real photo costs; plus the two original `.mat` files. The notebooks import it
+`build/bench-make-run/source/`: the 2,040 real JPEGs copied, and every missing id
+(the official test images) a hard link to one of them, round robin, so that
+every decode costs what a real photo costs; plus the two original `.mat` files. The notebooks import it
 as `FLOWERS_SOURCE`, as a user's extracted `102flowers.tgz`. TIMING ONLY: the
 test images are not what their labels say, so notebook 04's accuracy means
 nothing.

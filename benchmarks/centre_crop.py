@@ -16,7 +16,6 @@ top-1 and the mean negative log-likelihood of the true class.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import _common as common
 import numpy as np
@@ -57,24 +56,18 @@ def main(argv: list[str] | None = None) -> int:
     common.setup_tensorflow()
     import unlike_accuracy as ua
 
-    from flowerlib import Config, unlike
+    from flowerlib import unlike
     from flowerlib.evaluate import load_trained
     from flowerlib.pipeline import resize_and_crop
     from flowerlib.prediction import load_image
     from flowerlib.train import train
 
-    weights = str(common.require(common.MOBILENET_V2_WEIGHTS, "The MobileNetV2 weights file"))
-    base = common.real_data_config(
-        Path(args.data_dir), backbone="mobilenet_v2", weights=weights, image_size=224
-    )
     info = common.machine()
     print(common.machine_line(info))
     loads = [common.load_text()]
     rows = []
     for split, label in SPLITS.items():
-        cfg = Config.from_env(
-            {}, profile="full", **{k: getattr(base, k) for k in ("data_dir", "source", "backbone", "weights")}
-        ).replace(run_name=f"unlike-{label}")
+        cfg = ua.run_config(args.data_dir, f"unlike-{label}")
         table, val = ua.split_table(cfg, split)
         model = train(cfg, table, verbose=0).model
         size = int(model.input_shape[1])
@@ -99,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             print(rows[-1], flush=True)
     confirm = []
     for run, split in CONFIRM.items():
-        cfg = base.replace(run_name=run)
+        cfg = ua.run_config(args.data_dir, run)
         if not (cfg.data_dir / "runs" / run / "model.keras").exists():
             print(f"Skipping {run}: not trained here.")
             continue

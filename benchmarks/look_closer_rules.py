@@ -49,10 +49,10 @@ GRID: tuple[tuple[float, int], ...] = ((0.7, 2), (0.5, 3), (0.35, 4), (0.25, 5))
 def score_views(model, sources, reference, size: int, batch_size: int = 64) -> dict[str, np.ndarray]:
     """Probabilities of every view of every source: whole, crops on `GRID`, and their mirrors."""
     from flowerlib.pipeline import resize_and_crop
-    from flowerlib.prediction import _bounded, closer_boxes, load_image
+    from flowerlib.prediction import _bounded, _run, _with_features, closer_boxes, load_image
 
     keep = int(np.ceil(size / min(s for s, _ in GRID)))
-    probs, picture, scale, mirror, whole_features, shorter = [], [], [], [], [], []
+    probs, picture, scale, mirror, wholes, shorter = [], [], [], [], [], []
     pending: list[np.ndarray] = []
 
     def flush() -> None:
@@ -61,17 +61,11 @@ def score_views(model, sources, reference, size: int, batch_size: int = 64) -> d
             probs.append(out.astype(np.float32))
             pending.clear()
 
-    features_model = None
-    if reference is not None:
-        import keras
-
-        features_model = keras.Model(model.inputs, model.get_layer("pool").output)
     for i, source in enumerate(sources):
         image = load_image(source)
         shorter.append(min(image.shape[:2]))
         whole = resize_and_crop(image, size).numpy()
-        if features_model is not None:
-            whole_features.append(np.asarray(features_model.predict_on_batch(whole[None]))[0])
+        wholes.append(whole)
         small = _bounded(image, keep)
         views = [(whole, 1.0)]
         for s, k in GRID:
@@ -86,9 +80,10 @@ def score_views(model, sources, reference, size: int, batch_size: int = 64) -> d
                 if len(pending) == batch_size:
                     flush()
     flush()
-    familiar = (
-        reference.familiar(np.stack(whole_features)) if reference is not None else np.ones(len(sources), bool)
-    )
+    if reference is None:
+        familiar = np.ones(len(sources), bool)
+    else:  # the whole photos' pooled features, as predict_many computes them
+        familiar = reference.familiar(_run(_with_features(model), np.stack(wholes), batch_size)[1])
     return {
         "probs": np.concatenate(probs),
         "picture": np.asarray(picture),
@@ -113,14 +108,6 @@ def _views(
     if mirrors == "avg":  # each crop averaged with its mirror image (stored right after it)
         return whole, p[chosen].reshape(-1, 2, p.shape[1]).mean(axis=1)
     return whole, p[chosen & (bool(mirrors) | ~m)]
-
-
-def rule_max_top3(whole, crops, familiar):
-    if not len(crops):
-        return whole
-    best = crops[crops.max(axis=1).argmax()]
-    allowed = not familiar or best.argmax() in np.argsort(-whole)[:3]
-    return best if allowed and best.max() > whole.max() else whole
 
 
 def rule_max(candidates, unfamiliar_candidates=None):
@@ -163,16 +150,16 @@ SMALL = (0.7, 0.5, 0.35)
 ALL = (0.7, 0.5, 0.35, 0.25)
 RULES = {
     "whole": (lambda whole, crops, familiar: whole, SMALL, False),
-    "max-top3 (the library before)": (rule_max_top3, SMALL, False),
-    "max-top3, mirrored crops": (rule_max_top3, SMALL, True),
-    "max-top3, crop+mirror mean": (rule_max_top3, SMALL, "avg"),
-    "max-top3, + scale 0.25": (rule_max_top3, ALL, False),
-    "max-top3, + 0.25, crop+mirror mean": (rule_max_top3, ALL, "avg"),
-    "max-top3, crops of ≥ 112 px (the library now)": (rule_max_top3, SMALL, False, 112),
-    "max-top3, crops of ≥ 160 px": (rule_max_top3, SMALL, False, 160),
-    "max-top3, + 0.25, crops of ≥ 112 px": (rule_max_top3, ALL, False, 112),
-    "max-top3, looks closer below 0.5": (rule_max_top3, SMALL, False, 0, 0.5),
-    "max-top3, looks closer below 0.9": (rule_max_top3, SMALL, False, 0, 0.9),
+    "max-top3 (the library before)": (rule_max(3), SMALL, False),
+    "max-top3, mirrored crops": (rule_max(3), SMALL, True),
+    "max-top3, crop+mirror mean": (rule_max(3), SMALL, "avg"),
+    "max-top3, + scale 0.25": (rule_max(3), ALL, False),
+    "max-top3, + 0.25, crop+mirror mean": (rule_max(3), ALL, "avg"),
+    "max-top3, crops of ≥ 112 px (the library now)": (rule_max(3), SMALL, False, 112),
+    "max-top3, crops of ≥ 160 px": (rule_max(3), SMALL, False, 160),
+    "max-top3, + 0.25, crops of ≥ 112 px": (rule_max(3), ALL, False, 112),
+    "max-top3, looks closer below 0.5": (rule_max(3), SMALL, False, 0, 0.5),
+    "max-top3, looks closer below 0.9": (rule_max(3), SMALL, False, 0, 0.9),
     "max-top2": (rule_max(2), SMALL, False),
     "max-top5": (rule_max(5), SMALL, False),
     "max-top3, unfamiliar top10": (rule_max(3, 10), SMALL, False),
@@ -214,24 +201,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.seeds = args.seed or [0, 1]
     common.setup_tensorflow()
-    import real_accuracy as ra
     import unlike_accuracy as ua
 
-    from flowerlib import Config, unlike
+    from flowerlib import unlike
     from flowerlib.novelty import load_reference
     from flowerlib.prediction import SURE_PROBABILITY, load_image
     from flowerlib.train import train
 
-    weights = str(common.require(common.MOBILENET_V2_WEIGHTS, "The MobileNetV2 weights file"))
-    base = common.real_data_config(
-        Path(args.data_dir), backbone="mobilenet_v2", weights=weights, image_size=224
-    )
     label = "defaults" + ("" if args.split == "official" else f"-{args.split}")
-    cfg = Config.from_env(
-        ra.parse_settings([]),
-        profile="full",
-        **{k: getattr(base, k) for k in ("data_dir", "source", "backbone", "weights")},
-    ).replace(run_name=f"unlike-{label}")
+    cfg = ua.run_config(args.data_dir, f"unlike-{label}")
     info = common.machine()
     print(common.machine_line(info))
     loads = [common.load_text()]

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import _common as common
 import numpy as np
@@ -114,6 +115,21 @@ def no_flowers(val, data_dir, n: int, seed: int) -> list:
     ]
 
 
+def run_config(data_dir, run_name: str, settings: list[str] | None = None):
+    """The configuration of a MobileNetV2 run here: the shared weights, the `full` profile, `settings` (KEY=VALUE)."""
+    import real_accuracy as ra
+
+    from flowerlib import Config
+
+    weights = str(common.require(common.MOBILENET_V2_WEIGHTS, "The MobileNetV2 weights file"))
+    base = common.real_data_config(Path(data_dir), backbone="mobilenet_v2", weights=weights, image_size=224)
+    return Config.from_env(
+        ra.parse_settings(settings or []),
+        profile="full",
+        **{k: getattr(base, k) for k in ("data_dir", "source", "backbone", "weights")},
+    ).replace(run_name=run_name)
+
+
 def thumbnails(val, data_dir, seed: int = 240) -> list:
     """The photos of `val` as web thumbnails: longer side 240 px, JPEG quality 60-80, not enlarged."""
     from flowerlib import unlike
@@ -160,15 +176,13 @@ def main(argv: list[str] | None = None) -> int:
 
         _recipes.use(args.recipe)
 
-    from flowerlib import Config, unlike
+    from flowerlib import unlike
     from flowerlib.novelty import load_reference
     from flowerlib.prediction import SURE_PROBABILITY, predict_many, verdict
     from flowerlib.train import train
 
     args.sure = SURE_PROBABILITY if args.sure is None else args.sure
 
-    weights = str(common.require(common.MOBILENET_V2_WEIGHTS, "The MobileNetV2 weights file"))
-    base = common.real_data_config(args.data_dir, backbone="mobilenet_v2", weights=weights, image_size=224)
     label = (
         args.label
         or "-".join([args.recipe or ""] + [s.replace("=", "_") for s in args.set]).strip("-")
@@ -176,11 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.split != "official" and not args.label:
         label += f"-{args.split}"
-    cfg = Config.from_env(
-        ra.parse_settings(args.set),
-        profile="full",
-        **{k: getattr(base, k) for k in ("data_dir", "source", "backbone", "weights")},
-    ).replace(run_name=f"unlike-{label}")
+    cfg = run_config(args.data_dir, f"unlike-{label}", args.set)
     info = common.machine()
     print(common.machine_line(info))
     loads = [common.load_text()]
