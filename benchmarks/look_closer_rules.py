@@ -19,7 +19,13 @@ rule sees exactly the same pictures and model outputs:
   confident crops;
 - `vote-topN`: the class named most often by the N most confident crops;
 - variants with the smaller scale, mirrored crops (`c+m`: each crop averaged
-  with its mirror image), other candidate counts, or another threshold.
+  with its mirror image), other candidate counts, or another threshold;
+- `enlarged photos whole`: a photo that `prediction.looks_enlarged` (at the
+  resolution the crops are taken at) keeps its whole-photo answer, as in the library.
+
+A second table gives the share of pictures that look enlarged: per set and kind,
+and for training photos saved as JPEGs of quality 90, as they are and enlarged
+1.5-6x (Lanczos down, bicubic up), which is how `prediction.ENLARGED_LEVELS` was chosen.
 
 As in `predict_many`, a rule acts only on a photo the whole view leaves unsure
 (top probability below `prediction.SURE_PROBABILITY`) or unfamiliar; sure, familiar photos keep the
@@ -30,6 +36,7 @@ not enlarged: the issue's "240-pixel web thumbnail"); choose a rule on one seed
 and confirm it on the other, and on the other split's model.
 
     .venv/bin/python benchmarks/look_closer_rules.py --split trainval --seed 0 --seed 1
+    .venv/bin/python benchmarks/look_closer_rules.py --split trainval --set seed=7   # another trained model
 """
 
 from __future__ import annotations
@@ -146,16 +153,63 @@ def rule_vote_top(n):
     return rule
 
 
+def enlarged_flags(sources, size: int) -> np.ndarray:
+    """`prediction.looks_enlarged` of each source, at the resolution `predict_many` crops it at."""
+    from flowerlib.prediction import LOOK_CLOSER_GRID, _bounded, load_image, looks_enlarged
+
+    keep = int(np.ceil(size / min(s for s, _ in LOOK_CLOSER_GRID)))
+    return np.array([looks_enlarged(_bounded(load_image(x), keep)) for x in sources])
+
+
+def training_photo_shares(train, data_dir, size: int, n: int = 200, seed: int = 0) -> list[dict]:
+    """Share of `n` training photos that look enlarged: saved as JPEG 90, as they are and enlarged."""
+    import io
+
+    from PIL import Image
+
+    from flowerlib import unlike
+
+    files = train["file"].to_numpy()[np.random.default_rng(seed).permutation(len(train))[:n]]
+    photos = [Image.fromarray(unlike.load_photo(data_dir / f)) for f in files]
+    rows = []
+    for factor in (1, 1.5, 2, 3, 4, 6):
+        copies = []
+        for photo in photos:
+            w, h = photo.size
+            if factor > 1:
+                small = photo.resize((round(w / factor), round(h / factor)), Image.Resampling.LANCZOS)
+                photo = small.resize((w, h), Image.Resampling.BICUBIC)
+            buffer = io.BytesIO()
+            photo.save(buffer, "JPEG", quality=90)
+            copies.append(np.asarray(Image.open(buffer).convert("RGB")))
+        rows.append(
+            {
+                "pictures": f"{n} training photos" + (f", enlarged {factor}x" if factor > 1 else ""),
+                "look enlarged": round(float(enlarged_flags(copies, size).mean()), 3),
+            }
+        )
+    return rows
+
+
 SMALL = (0.7, 0.5, 0.35)
 ALL = (0.7, 0.5, 0.35, 0.25)
 RULES = {
     "whole": (lambda whole, crops, familiar: whole, SMALL, False),
-    "max-top3 (the library before)": (rule_max(3), SMALL, False),
+    "max-top3 (crops of any size)": (rule_max(3), SMALL, False),
     "max-top3, mirrored crops": (rule_max(3), SMALL, True),
     "max-top3, crop+mirror mean": (rule_max(3), SMALL, "avg"),
     "max-top3, + scale 0.25": (rule_max(3), ALL, False),
     "max-top3, + 0.25, crop+mirror mean": (rule_max(3), ALL, "avg"),
-    "max-top3, crops of ≥ 112 px (the library now)": (rule_max(3), SMALL, False, 112),
+    "max-top3, crops of ≥ 112 px": (rule_max(3), SMALL, False, 112),
+    "max-top3, crops of ≥ 112 px, enlarged photos whole (the library)": (
+        rule_max(3),
+        SMALL,
+        False,
+        112,
+        None,
+        True,
+    ),
+    "max-top3, any crop size, enlarged photos whole": (rule_max(3), SMALL, False, 0, None, True),
     "max-top3, crops of ≥ 160 px": (rule_max(3), SMALL, False, 160),
     "max-top3, + 0.25, crops of ≥ 112 px": (rule_max(3), ALL, False, 112),
     "max-top3, looks closer below 0.5": (rule_max(3), SMALL, False, 0, 0.5),
@@ -175,13 +229,22 @@ RULES = {
 }
 
 
-def answers(v: dict[str, np.ndarray], rule, scales, mirrors, sure: float, min_side: int = 0) -> np.ndarray:
-    """The class each picture gets under `rule` (whole-photo answer when it is sure and familiar)."""
+def answers(
+    v: dict[str, np.ndarray],
+    rule,
+    scales,
+    mirrors,
+    sure: float,
+    min_side: int = 0,
+    skip_enlarged: bool = False,
+) -> np.ndarray:
+    """The class each picture gets under `rule` (whole-photo answer when it is sure and familiar,
+    or, with `skip_enlarged`, when it looks enlarged: `v["enlarged"]`)."""
     out = []
     for i in range(len(v["familiar"])):
         whole, crops = _views(v, i, scales, mirrors, min_side)
         familiar = bool(v["familiar"][i])
-        if whole.max() >= sure and familiar:
+        if (whole.max() >= sure and familiar) or (skip_enlarged and v["enlarged"][i]):
             out.append(int(whole.argmax()))
         else:
             out.append(int(np.asarray(rule(whole, crops, familiar)).argmax()))
@@ -191,6 +254,9 @@ def answers(v: dict[str, np.ndarray], rule, scales, mirrors, sure: float, min_si
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--split", default="trainval", choices=("official", "trainval"))
+    parser.add_argument(
+        "--set", action="append", default=[], help="a Config setting KEY=VALUE of the run (e.g. seed=7)"
+    )
     parser.add_argument("--seed", type=int, action="append", help="seed of the unlike pictures (repeatable)")
     parser.add_argument("--per-kind", type=int, default=40)
     parser.add_argument(
@@ -205,11 +271,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from flowerlib import unlike
     from flowerlib.novelty import load_reference
-    from flowerlib.prediction import SURE_PROBABILITY, load_image
+    from flowerlib.prediction import ENLARGED_LEVELS, SURE_PROBABILITY, load_image
     from flowerlib.train import train
 
-    label = "defaults" + ("" if args.split == "official" else f"-{args.split}")
-    cfg = ua.run_config(args.data_dir, f"unlike-{label}")
+    label = "-".join(x.replace("=", "_") for x in args.set) or "defaults"
+    label += "" if args.split == "official" else f"-{args.split}"
+    cfg = ua.run_config(args.data_dir, f"unlike-{label}", args.set)
     info = common.machine()
     print(common.machine_line(info))
     loads = [common.load_text()]
@@ -256,20 +323,30 @@ def main(argv: list[str] | None = None) -> int:
                 f"Scored {len(v['probs']):,} views of {name} in {time.perf_counter() - t0:.0f} s; saved to {cache}."
             )
             np.savez_compressed(cache, **v)
+        v["enlarged"] = enlarged_flags(sources, size)
         scored[name] = (v, labels, kinds)
 
     rows = []
     for rule_name, (rule, scales, mirrors, *more) in RULES.items():
-        min_side, gate = (more + [0, SURE_PROBABILITY][len(more) :])[:2]
+        min_side, gate, skip = (more + [0, None, False][len(more) :])[:3]
+        gate = SURE_PROBABILITY if gate is None else gate
         row = {"rule": rule_name}
         for name, (v, labels, kinds) in scored.items():
-            right = answers(v, rule, scales, mirrors, gate, min_side) == labels
+            right = answers(v, rule, scales, mirrors, gate, min_side, skip) == labels
             row[name] = round(float(right.mean()), 3)
             if kinds is not None:
                 for kind in unlike.KINDS:
                     key = f"{kind} ({name.split()[-1]})"
                     row[key] = round(float(right[kinds == kind].mean()), 3)
         rows.append(row)
+    shares = training_photo_shares(table[table["split"] == "train"], cfg.data_dir, size)
+    for name, (v, _, kinds) in scored.items():
+        shares.append({"pictures": name, "look enlarged": round(float(v["enlarged"].mean()), 3)})
+        for kind in unlike.KINDS if kinds is not None else ():
+            share = v["enlarged"][kinds == kind].mean()
+            shares.append(
+                {"pictures": f"– {kind} ({name.split()[-1]})", "look enlarged": round(float(share), 3)}
+            )
     loads.append(common.load_text())
     columns = ["rule"] + [name for name, _ in sets]
     body = "\n\n".join(
@@ -284,6 +361,9 @@ def main(argv: list[str] | None = None) -> int:
             common.markdown_table(rows, columns),
             "Per kind (the seed in brackets):",
             common.markdown_table(rows, ["rule"] + [c for c in rows[0] if c not in columns]),
+            f"Pictures that look enlarged (`prediction.looks_enlarged`, {ENLARGED_LEVELS} grey levels; "
+            "training photos saved as JPEG quality 90, enlarged by Lanczos down and bicubic up):",
+            common.markdown_table(shares, ["pictures", "look enlarged"]),
         ]
     )
     print(body)

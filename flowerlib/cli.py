@@ -670,8 +670,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-look-closer",
         action="store_true",
         help="classify the whole photo only; by default, when it gives no sure answer, about 30 crops "
-        "of it (none narrower than half the model's input: 112 px at 224) are scored too and the "
-        "most confident view answers (never as sure)",
+        "of it (none narrower than half the model's input: 112 px at 224; none of a photo that "
+        "looks enlarged from a smaller one) are scored too and the most confident view answers "
+        "(never as sure)",
     )
     add_json(p, "the predictions and the answers")
     p = add("run", cmd_run, "all four steps in order: download, prepare, train, evaluate")

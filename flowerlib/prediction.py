@@ -23,8 +23,9 @@ it hesitates between::
 
 Two more things serve photos unlike the dataset's close-ups. When the whole
 photo gives no sure answer, `predict` *looks closer*: it also scores square
-crops of it (`closer_boxes`, none under half the model's input side) and
-keeps the most confident view (`view` is `"closer"`, `box` where). With
+crops of it (`closer_boxes`, none under half the model's input side, none of
+a photo that `looks_enlarged`) and keeps the most confident view (`view` is
+`"closer"`, `box` where). With
 `reference=` (the `reference.npz` training saves beside the model,
 `flowerlib.novelty`) it marks a photo that looks unlike every training photo
 (`familiar` False). `verdict` never calls either kind of answer
@@ -467,6 +468,37 @@ CLOSER_CANDIDATES = 3
 #: photos or the unlike pictures (`benchmarks/look_closer_rules.py`, RESULTS.md). So a photo
 #: under 160 px (112 / 0.7) is never looked at closer.
 MIN_CROP_SHARE = 0.5
+#: A photo enlarged from a much smaller one (a thumbnail blown up, a messenger's copy) has
+#: fewer details than pixels, and its crops are blur however many pixels they span. Such a
+#: photo is recognised by `looks_enlarged`: halved and enlarged back, no part of it changes by
+#: this many grey levels (RMS). Chosen to pass the dataset's own photos: 0.5-1 % of training
+#: photos saved as JPEG of quality 90 look enlarged, against 45 % of the same enlarged 4x and
+#: 80 % enlarged 6x. On the unlike pictures' compressed thumbnails (enlarged 3-6x) looking
+#: closer had cost 10 points against the whole photo on all three trained models; not looking
+#: closer at enlarged photos gains 0.5-2 points on the unlike pictures and changes nothing on
+#: the held-out photos or the web thumbnails (`benchmarks/look_closer_rules.py`, RESULTS.md).
+ENLARGED_LEVELS = 2.5
+
+
+def looks_enlarged(image: np.ndarray, levels: float = ENLARGED_LEVELS, tiles: int = 4) -> bool:
+    """True if `image` (RGB, 0..255) holds no more detail than a copy of half its size.
+
+    The image is shrunk to half (box filter) and enlarged back (bilinear); it looks
+    enlarged when that changes none of its `tiles` x `tiles` parts by `levels` grey
+    levels (RMS) or more. Checking each part, not the whole, keeps a sharp flower in
+    front of a blurred background from passing for enlarged. A flat picture (no
+    detail at all) also looks enlarged; one under `2 * tiles` pixels never does.
+    """
+    grey = np.asarray(image, np.float32)[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32)
+    h, w = grey.shape
+    if min(h, w) < 2 * tiles:
+        return False
+    half = Image.fromarray(grey).resize((max(1, round(w / 2)), max(1, round(h / 2))), Image.Resampling.BOX)
+    lost = grey - np.asarray(half.resize((w, h), Image.Resampling.BILINEAR), np.float32)
+    rows, cols = np.array_split(np.arange(h), tiles), np.array_split(np.arange(w), tiles)
+    return all(
+        np.sqrt(np.mean(lost[r[0] : r[-1] + 1, c[0] : c[-1] + 1] ** 2)) < levels for r in rows for c in cols
+    )
 
 
 def closer_boxes(
@@ -550,7 +582,8 @@ def predict_many(
     than the whole photo and names one of the whole photo's `CLOSER_CANDIDATES`
     most probable classes (any class when the photo is unfamiliar). Crops narrower
     than `MIN_CROP_SHARE` of the model's input are left out, so a photo under
-    160 px (for a 224 px model) keeps its whole-photo answer. A crop's
+    160 px (for a 224 px model) keeps its whole-photo answer, as does a photo
+    that `looks_enlarged` (a blown-up thumbnail: its crops are blur). A crop's
     probability is not calibrated (the most confident of some 30 views is confident
     by selection), so `verdict` never calls an answer found this way sure.
 
@@ -614,7 +647,7 @@ def predict_many(
         if not look_closer or (probs[i].max() >= sure and familiar[i] is not False):
             continue
         crops = closer_boxes(*photo.shape[:2], min_side=min_side)
-        if not crops:  # too small a photo: every crop would be mostly blur
+        if not crops or looks_enlarged(photo):  # too small, or enlarged: every crop would be blur
             continue
         views_i = np.stack([resize_and_crop(photo[t : t + s, x : x + s], size).numpy() for t, x, s in crops])
         closer = _run(model, views_i, batch_size)[0]

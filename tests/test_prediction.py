@@ -540,6 +540,46 @@ def test_crops_narrower_than_half_the_input_are_not_scored_and_a_tiny_photo_keep
     assert listed[-1] == [] and tiny["view"].iloc[0] == "whole" and tiny["box"].iloc[0] is None
 
 
+def _textured(side, seed=0):
+    """A grey photo with grain (a real photo's detail), values 98..158."""
+    return (
+        (128 + np.random.default_rng(seed).integers(-30, 31, (side, side, 1)))
+        .repeat(3, axis=2)
+        .astype(np.uint8)
+    )
+
+
+def _enlarged(image, factor):
+    """`image` shrunk `factor` times and enlarged back (bilinear): the pixels of a thumbnail blown up."""
+    h, w = image.shape[:2]
+    small = Image.fromarray(image).resize((w // factor, h // factor), Image.Resampling.BILINEAR)
+    return np.array(small.resize((w, h), Image.Resampling.BILINEAR))
+
+
+def test_looks_enlarged_tells_a_blown_up_thumbnail_from_a_photo_with_detail():
+    photo = _textured(200)
+    assert not prediction.looks_enlarged(photo)
+    assert prediction.looks_enlarged(_enlarged(photo, 4)) and prediction.looks_enlarged(_enlarged(photo, 3))
+    background = _enlarged(photo, 8)  # blurred everywhere ...
+    background[150:190, 10:50] = photo[150:190, 10:50]  # ... but a sharp flower in one corner
+    assert not prediction.looks_enlarged(background)
+    assert prediction.looks_enlarged(np.full((50, 50, 3), 128, np.uint8))  # no detail at all
+    assert not prediction.looks_enlarged(np.full((7, 7, 3), 128, np.uint8))  # too small to tell
+    assert not prediction.looks_enlarged(_enlarged(photo, 4), levels=0.1)
+
+
+def test_an_enlarged_photo_is_not_looked_at_closer(model):
+    # 88 px: under the resolution the crops are taken at for this 32-px model (32 / 0.35), so
+    # the check sees the photo's own pixels, as it sees a real photo's for a 224-px model.
+    sharp = _textured(88)
+    sharp[64:80, 4:20] = RED  # a small red flower near the corner; grey grain elsewhere
+    assert prediction.predict(model, sharp, class_names=NAMES)["view"].iloc[0] == "closer"
+    blown_up = _enlarged(sharp, 4)  # the same picture from a 22-px thumbnail
+    assert prediction.looks_enlarged(blown_up)
+    table = prediction.predict(model, blown_up, class_names=NAMES)
+    assert table["view"].iloc[0] == "whole" and table["probability"].iloc[0] < SURE_PROBABILITY
+
+
 def test_looking_closer_finds_a_small_flower_off_centre_and_is_never_sure_of_it(model):
     photo = _grey_with_red_corner()
     whole = prediction.predict(model, photo, class_names=NAMES, look_closer=False)
