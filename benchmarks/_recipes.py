@@ -14,6 +14,8 @@ RECIPES = {
     "crop": "flip, rotation ±36°, zoom in ≤50 %",
     "lowres": "flip, rotation ±36°, zoom in ≤20 % (the default), then half the views shrunk to "
     "64-160 px and enlarged back (bilinear): low resolution",
+    "erase": "flip, rotation ±36°, zoom in ≤20 % (the default), then random erasing: half the views get "
+    "a rectangle of noise over about 5-28 % of the image (keras.layers.RandomErasing)",
 }
 
 
@@ -52,7 +54,9 @@ def build(name: str, seed: int | None):
         keras.layers.RandomFlip("horizontal", seed=s(0)),
         keras.layers.RandomRotation(0.1, fill_mode="reflect", seed=s(1)),
     ]
-    zoom = {"crop": (-0.5, 0.0), "current": (-0.2, 0.0), "lowres": (-0.2, 0.0)}.get(name, (-0.2, 0.6))
+    zoom = {"crop": (-0.5, 0.0), "current": (-0.2, 0.0), "lowres": (-0.2, 0.0), "erase": (-0.2, 0.0)}.get(
+        name, (-0.2, 0.6)
+    )
     layers.append(keras.layers.RandomZoom(zoom, fill_mode="reflect", seed=s(2)))
     if "colour" in name:
         layers.append(
@@ -73,6 +77,8 @@ def build(name: str, seed: int | None):
         )
     if name == "lowres":
         layers.append(low_resolution(seed=s(5)))
+    if name == "erase":
+        layers.append(keras.layers.RandomErasing(factor=(0.5, 0.5), value_range=(0, 255), seed=s(6)))
     return keras.Sequential(layers, name="augment")
 
 
