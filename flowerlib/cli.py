@@ -442,6 +442,7 @@ def cmd_predict(cfg: Config, args: argparse.Namespace) -> list[dict[str, Any]]:
                 "view": rows["view"].iloc[0],
                 "box": None if box is None else dict(zip(("top", "left", "side"), box, strict=True)),
                 "familiar": answer.familiar,
+                "closer_skipped": answer.closer_skipped,
             }
         )
     if getattr(args, "json", False):

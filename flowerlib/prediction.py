@@ -606,8 +606,9 @@ def predict_many(
         DataFrame with columns `source` (position in `sources`), `rank`, `index`,
         `name`, `probability`, `view` (`"whole"`, or `"closer"` when a crop gave
         the answer), `box` (that crop's `(top, left, side)` in the photo's
-        pixels, else None) and `familiar` (True/False, None without a
-        reference): `top_k` rows per image.
+        pixels, else None), `familiar` (True/False, None without a
+        reference) and `closer_skipped` (why a not-sure photo was not looked at
+        closer: `"small"` or `"enlarged"`, else None): `top_k` rows per image.
 
     Raises:
         PredictionError: a source is not a usable image (the message names it),
@@ -642,12 +643,14 @@ def predict_many(
     if reference is not None:
         familiar = [bool(f) for f in reference.familiar(outputs[1])]
     views: list[str] = ["whole"] * len(sources)
+    skipped: list[str | None] = [None] * len(sources)
     boxes: list[tuple[int, int, int] | None] = [None] * len(sources)
     for i, (photo, scale) in enumerate(photos):
         if not look_closer or (probs[i].max() >= sure and familiar[i] is not False):
             continue
         crops = closer_boxes(*photo.shape[:2], min_side=min_side)
         if not crops or looks_enlarged(photo):  # too small, or enlarged: every crop would be blur
+            skipped[i] = "enlarged" if crops else "small"
             continue
         views_i = np.stack([resize_and_crop(photo[t : t + s, x : x + s], size).numpy() for t, x, s in crops])
         closer = _run(model, views_i, batch_size)[0]
@@ -667,6 +670,7 @@ def predict_many(
         table["view"] = views[position]
         table["box"] = [boxes[position]] * len(table)
         table["familiar"] = familiar[position]
+        table["closer_skipped"] = skipped[position]
         tables.append(table)
     return pd.concat(tables, ignore_index=True)
 
@@ -749,6 +753,9 @@ class Verdict:
             `"closer"`): never sure, said in the sentence.
         familiar: False when the photo looks unlike every training photo (then
             never sure, and the sentence warns); None when not checked.
+        closer_skipped: `"small"` or `"enlarged"` when the model could not look
+            closer at a not-sure photo (its crops would be blur; the sentence says
+            so and what may help), else None.
     """
 
     sure: bool
@@ -759,6 +766,7 @@ class Verdict:
     threshold: float
     looked_closer: bool = False
     familiar: bool | None = None
+    closer_skipped: str | None = None
 
     def __str__(self) -> str:
         return self.sentence
@@ -818,7 +826,7 @@ def verdict(top: pd.DataFrame, sure: float = SURE_PROBABILITY, *, mass: float = 
 
     Returns:
         A `Verdict`: `sure`, `name`, `probability`, `candidates`, `sentence`,
-        `threshold`, `looked_closer`, `familiar`.
+        `threshold`, `looked_closer`, `familiar`, `closer_skipped`.
 
     Raises:
         PredictionError: `sure` or `mass` is not a probability in range, or `top`
@@ -861,6 +869,8 @@ def verdict(top: pd.DataFrame, sure: float = SURE_PROBABILITY, *, mass: float = 
     closer = _single(top, "view", "whole") == "closer"
     familiar = _single(top, "familiar", None)
     familiar = None if familiar is None or pd.isna(familiar) else bool(familiar)
+    skipped = _single(top, "closer_skipped", None)
+    skipped = None if skipped is None or pd.isna(skipped) else str(skipped)
     is_sure = best.probability >= sure and not closer and familiar is not False
     if is_sure:
         sentence = f"{best.name} ({_in_words(best.probability)})"
@@ -874,6 +884,8 @@ def verdict(top: pd.DataFrame, sure: float = SURE_PROBABILITY, *, mass: float = 
         sentence = lead + _listed(parts, separator)
         if familiar is False:
             sentence += ". The photo looks unlike every training photo, so this may well be wrong"
+        if skipped is not None:
+            sentence += ". " + _NO_CLOSER_LOOK.get(skipped, f"It was not looked at closer ({skipped})")
     return Verdict(
         sure=bool(is_sure),
         name=best.name,
@@ -883,7 +895,16 @@ def verdict(top: pd.DataFrame, sure: float = SURE_PROBABILITY, *, mass: float = 
         threshold=sure,
         looked_closer=closer,
         familiar=familiar,
+        closer_skipped=skipped if not is_sure else None,
     )
+
+
+#: What a not-sure answer adds when `predict_many` could not look closer (`closer_skipped`).
+_NO_CLOSER_LOOK = {
+    "small": "It is too small for a closer look: a larger photo may help",
+    "enlarged": "It has too little detail for a closer look (blurred, or enlarged from a smaller photo): "
+    "a sharper photo may help",
+}
 
 
 def _single(top: pd.DataFrame, column: str, default: Any) -> Any:

@@ -305,6 +305,8 @@ def test_predict_json_parses_and_respects_top_k(trained, capsys):
         whole = result["view"] == "whole"
         assert result["sure"] is (preds[0]["probability"] >= 0.7 and whole and result["familiar"])
         assert (result["box"] is None) is whole
+        assert result["closer_skipped"] in (None, "small", "enlarged")
+        assert result["closer_skipped"] is None or (whole and not result["sure"])
         candidates = result["candidates"]
         assert 1 <= len(candidates) <= 2
         assert candidates == [

@@ -75,7 +75,16 @@ def test_predict_image_files(model, tmp_path, name, make, top):
     path = tmp_path / name
     path.write_bytes(make())
     table = prediction.predict(model, path, top_k=2, class_names=NAMES)
-    assert list(table.columns) == ["rank", "index", "name", "probability", "view", "box", "familiar"]
+    assert list(table.columns) == [
+        "rank",
+        "index",
+        "name",
+        "probability",
+        "view",
+        "box",
+        "familiar",
+        "closer_skipped",
+    ]
     assert table["rank"].tolist() == [1, 2] and len(table) == 2
     assert table["probability"].is_monotonic_decreasing and table["probability"].between(0, 1).all()
     if top is not None:
@@ -538,6 +547,9 @@ def test_crops_narrower_than_half_the_input_are_not_scored_and_a_tiny_photo_keep
     assert {s for _, _, s in listed[-1]} == {20, 28}  # 0.5 and 0.7 of 40 px; 0.35 (14 px) < SIZE / 2
     tiny = prediction.predict(model, np.full((20, 20, 3), 128, np.uint8), class_names=NAMES)  # not sure
     assert listed[-1] == [] and tiny["view"].iloc[0] == "whole" and tiny["box"].iloc[0] is None
+    answer = verdict(tiny)  # the answer says why it did not look closer, and what may help
+    assert answer.closer_skipped == "small" and not answer.sure
+    assert answer.sentence.endswith(". It is too small for a closer look: a larger photo may help")
 
 
 def _textured(side, seed=0):
@@ -578,6 +590,14 @@ def test_an_enlarged_photo_is_not_looked_at_closer(model):
     assert prediction.looks_enlarged(blown_up)
     table = prediction.predict(model, blown_up, class_names=NAMES)
     assert table["view"].iloc[0] == "whole" and table["probability"].iloc[0] < SURE_PROBABILITY
+    assert table["closer_skipped"].iloc[0] == "enlarged"
+    assert verdict(table).sentence.startswith("Not sure: ")
+    assert verdict(table).sentence.endswith(
+        ". It has too little detail for a closer look (blurred, or enlarged from a smaller photo): a sharper photo may help"
+    )
+    off = prediction.predict(model, blown_up, class_names=NAMES, look_closer=False)
+    assert off["closer_skipped"].iloc[0] is None  # not looking closer by request is not a skip
+    assert verdict(off).closer_skipped is None and "closer" not in verdict(off).sentence
 
 
 def test_looking_closer_finds_a_small_flower_off_centre_and_is_never_sure_of_it(model):
@@ -599,6 +619,7 @@ def test_a_sure_whole_photo_is_not_looked_at_closer(model, monkeypatch):
     monkeypatch.setattr(prediction, "closer_boxes", lambda *a, **k: calls.append(a) or [(0, 0, 10)])
     table = prediction.predict(model, np.full((60, 60, 3), RED, np.uint8), class_names=NAMES)
     assert table["view"].iloc[0] == "whole" and table["box"].iloc[0] is None and not calls
+    assert table["closer_skipped"].iloc[0] is None and verdict(table).sentence.startswith("red (")
     prediction.predict(model, _grey_with_red_corner(), class_names=NAMES)
     assert calls, "the grey photo was looked at closer"
 
@@ -631,8 +652,9 @@ def test_a_photo_unlike_every_training_photo_is_marked_and_never_sure(model, tmp
     assert answers[0].sure and answers[0].familiar is True and answers[0].sentence.startswith("red (")
     assert answers[1].name == "green" and answers[1].probability > 0.9 and not answers[1].sure
     assert answers[1].familiar is False
-    assert answers[1].sentence.endswith(
-        "The photo looks unlike every training photo, so this may well be wrong"
+    assert answers[1].sentence.startswith(  # a flat picture also has too little detail to look closer
+        "Not sure: green (>99 %). The photo looks unlike every training photo, so this may well be wrong. "
+        "It has too little detail for a closer look"
     )
     no_reference = prediction.predict(model, green, class_names=NAMES)
     assert no_reference["familiar"].iloc[0] is None and verdict(no_reference).sure
