@@ -746,7 +746,7 @@ class Verdict:
             always starts with `name`.
         sentence: one plain line: ``"sunflower (97 %)"`` when sure, else
             ``"Not sure: sunflower (41 %), black-eyed susan (30 %) or barbeton daisy (20 %)"``
-            (ending with ``"or another class (N %)"`` when the candidates listed
+            (ending with ``"or other classes (N %)"`` when the candidates listed
             fall short of `CANDIDATE_MASS`). `str(verdict)` is this sentence.
         threshold: the `sure` threshold that was applied.
         looked_closer: the answer came from a crop (`predict_many`'s `view` is
@@ -877,7 +877,7 @@ def verdict(top: pd.DataFrame, sure: float = SURE_PROBABILITY, *, mass: float = 
     else:
         parts = [f"{c.name} ({_in_words(c.probability)})" for c in candidates]
         if total < mass - _ROUNDING:  # the table ran out before the candidates reached `mass`
-            parts.append(f"another class ({_in_words(max(0.0, 1.0 - total))})")
+            parts.append(f"other classes ({_in_words(max(0.0, 1.0 - total))})")
         # Names with commas in them (the synthetic classes' do) are listed with semicolons.
         separator = "; " if any("," in c.name for c in candidates) else ", "
         lead = "Not sure; looking closer, part of the photo looks like " if closer else "Not sure: "

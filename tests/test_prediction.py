@@ -327,9 +327,9 @@ def test_candidates_are_sorted_whatever_the_order_of_the_rows():
 
 def test_when_the_rows_run_out_the_rest_is_named():
     answer = verdict(_top(0.41, 0.30, names=["rose", "tulip"]))  # e.g. top_k=2: 71 % listed
-    assert answer.sentence == "Not sure: rose (41 %), tulip (30 %) or another class (29 %)"
+    assert answer.sentence == "Not sure: rose (41 %), tulip (30 %) or other classes (29 %)"
     assert len(answer.candidates) == 2
-    assert verdict(_top(0.45, names=["rose"])).sentence == "Not sure: rose (45 %) or another class (55 %)"
+    assert verdict(_top(0.45, names=["rose"])).sentence == "Not sure: rose (45 %) or other classes (55 %)"
 
 
 def test_names_with_commas_are_listed_with_semicolons():
