@@ -274,8 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     from flowerlib.prediction import ENLARGED_LEVELS, SURE_PROBABILITY, load_image
     from flowerlib.train import train
 
-    label = "-".join(x.replace("=", "_") for x in args.set) or "defaults"
-    label += "" if args.split == "official" else f"-{args.split}"
+    label = ua.run_label(None, args.set, args.split)
     cfg = ua.run_config(args.data_dir, f"unlike-{label}", args.set)
     info = common.machine()
     print(common.machine_line(info))

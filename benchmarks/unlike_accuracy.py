@@ -115,6 +115,13 @@ def no_flowers(val, data_dir, n: int, seed: int) -> list:
     ]
 
 
+def run_label(recipe: str | None, settings: list[str], split: str) -> str:
+    """The recipe's name in RESULTS.md and in its run name (`unlike-<label>`): shared by the scripts
+    that reuse these runs, so they find the same trained model."""
+    label = "-".join([recipe or ""] + [s.replace("=", "_") for s in settings]).strip("-") or "defaults"
+    return label if split == "official" else f"{label}-{split}"
+
+
 def run_config(data_dir, run_name: str, settings: list[str] | None = None):
     """The configuration of a MobileNetV2 run here: the shared weights, the `full` profile, `settings` (KEY=VALUE)."""
     import real_accuracy as ra
@@ -183,13 +190,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args.sure = SURE_PROBABILITY if args.sure is None else args.sure
 
-    label = (
-        args.label
-        or "-".join([args.recipe or ""] + [s.replace("=", "_") for s in args.set]).strip("-")
-        or "defaults"
-    )
-    if args.split != "official" and not args.label:
-        label += f"-{args.split}"
+    label = args.label or run_label(args.recipe, args.set, args.split)
     cfg = run_config(args.data_dir, f"unlike-{label}", args.set)
     info = common.machine()
     print(common.machine_line(info))

@@ -495,10 +495,8 @@ def looks_enlarged(image: np.ndarray, levels: float = ENLARGED_LEVELS, tiles: in
         return False
     half = Image.fromarray(grey).resize((max(1, round(w / 2)), max(1, round(h / 2))), Image.Resampling.BOX)
     lost = grey - np.asarray(half.resize((w, h), Image.Resampling.BILINEAR), np.float32)
-    rows, cols = np.array_split(np.arange(h), tiles), np.array_split(np.arange(w), tiles)
-    return all(
-        np.sqrt(np.mean(lost[r[0] : r[-1] + 1, c[0] : c[-1] + 1] ** 2)) < levels for r in rows for c in cols
-    )
+    parts = (part for band in np.array_split(lost, tiles) for part in np.array_split(band, tiles, axis=1))
+    return all(np.sqrt(np.mean(part**2)) < levels for part in parts)
 
 
 def closer_boxes(
