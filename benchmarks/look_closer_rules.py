@@ -155,9 +155,9 @@ def rule_vote_top(n):
 
 def enlarged_flags(sources, size: int) -> np.ndarray:
     """`prediction.looks_enlarged` of each source, at the resolution `predict_many` crops it at."""
-    from flowerlib.prediction import LOOK_CLOSER_GRID, _bounded, load_image, looks_enlarged
+    from flowerlib.prediction import UNFAMILIAR_GRID, _bounded, load_image, looks_enlarged
 
-    keep = int(np.ceil(size / min(s for s, _ in LOOK_CLOSER_GRID)))
+    keep = int(np.ceil(size / min(s for s, _ in UNFAMILIAR_GRID)))
     return np.array([looks_enlarged(_bounded(load_image(x), keep)) for x in sources])
 
 
@@ -201,11 +201,27 @@ RULES = {
     "max-top3, + scale 0.25": (rule_max(3), ALL, False),
     "max-top3, + 0.25, crop+mirror mean": (rule_max(3), ALL, "avg"),
     "max-top3, crops of ≥ 112 px": (rule_max(3), SMALL, False, 112),
-    "max-top3, crops of ≥ 112 px, enlarged photos whole (the library)": (
+    "max-top3, crops of ≥ 112 px, enlarged photos whole (the library before)": (
         rule_max(3),
         SMALL,
         False,
         112,
+        None,
+        True,
+    ),
+    "the same, + 0.25 when unfamiliar (the library now)": (
+        rule_max(3),
+        {True: (SMALL, 112), False: (ALL, 112)},
+        False,
+        0,
+        None,
+        True,
+    ),
+    "the same, unfamiliar: + 0.25, crops of any size": (
+        rule_max(3),
+        {True: (SMALL, 112), False: (ALL, 0)},
+        False,
+        0,
         None,
         True,
     ),
@@ -242,8 +258,10 @@ def answers(
     or, with `skip_enlarged`, when it looks enlarged: `v["enlarged"]`)."""
     out = []
     for i in range(len(v["familiar"])):
-        whole, crops = _views(v, i, scales, mirrors, min_side)
         familiar = bool(v["familiar"][i])
+        # `scales` may be {familiar: (scales, min_side)}: other crops for unfamiliar photos.
+        own_scales, own_min = scales[familiar] if isinstance(scales, dict) else (scales, min_side)
+        whole, crops = _views(v, i, own_scales, mirrors, own_min)
         if (whole.max() >= sure and familiar) or (skip_enlarged and v["enlarged"][i]):
             out.append(int(whole.argmax()))
         else:
@@ -259,6 +277,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, action="append", help="seed of the unlike pictures (repeatable)")
     parser.add_argument("--per-kind", type=int, default=40)
+    parser.add_argument(
+        "--size", type=int, help="side of the unlike pictures in pixels (default: unlike.DEFAULT_SIZE, 384)"
+    )
     parser.add_argument(
         "--photos-per-class", type=int, help="score only this many held-out photos per class (and thumbnails)"
     )
@@ -286,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     model, reference = result.model, load_reference(result.run.reference)
     size = int(model.input_shape[1])
 
+    size_tag = "" if args.size is None else f"-{args.size}px"
     sets = [("held-out photos", None), ("thumbnails", "thumb")] + [
         (f"unlike, seed {s}", s) for s in args.seeds
     ]
@@ -293,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, seed in sets:
         cache = (
             Path(result.run.root)
-            / f"look-closer-views-{'val' if seed is None else seed}-{args.per_kind}{tag if seed in (None, 'thumb') else ''}.npz"
+            / f"look-closer-views-{'val' if seed is None else seed}-{args.per_kind}{tag if seed in (None, 'thumb') else size_tag}.npz"
         )
         if seed is None:
             sources, labels, kinds = (
@@ -304,7 +326,9 @@ def main(argv: list[str] | None = None) -> int:
         elif seed == "thumb":
             sources, labels, kinds = ua.thumbnails(photos, cfg.data_dir), photos["label"].to_numpy(), None
         else:
-            records = unlike.make_unlike_set(val, cfg.data_dir, seed, per_kind=args.per_kind)
+            records = unlike.make_unlike_set(
+                val, cfg.data_dir, seed, per_kind=args.per_kind, size=args.size or unlike.DEFAULT_SIZE
+            )
             sources, labels, kinds = (
                 list(records["image"]),
                 records["label"].to_numpy(),
@@ -356,6 +380,7 @@ def main(argv: list[str] | None = None) -> int:
             f"below {SURE_PROBABILITY} (or the threshold the rule names) or the photo is unfamiliar. Held-out "
             f"photos: {len(photos)}; thumbnails: the same photos with their longer side 240 px, JPEG quality "
             f"60-80, not enlarged. Unlike pictures: {args.per_kind} per kind, "
+            f"{args.size or unlike.DEFAULT_SIZE} px square, "
             f"seeds {', '.join(map(str, args.seeds))}. Top-1:",
             common.markdown_table(rows, columns),
             "Per kind (the seed in brackets):",
@@ -368,7 +393,11 @@ def main(argv: list[str] | None = None) -> int:
     print(body)
     if not args.no_write:
         common.write_section(
-            f"{SECTION}-{label}", f"Combining the look-closer crops: {label}", body, info, loads
+            f"{SECTION}-{label}{size_tag}",
+            f"Combining the look-closer crops: {label}{size_tag}",
+            body,
+            info,
+            loads,
         )
     return 0
 

@@ -103,14 +103,14 @@ def split_table(cfg, split: str):
     return pooled, pooled[pooled["split"] == "val"]
 
 
-def no_flowers(val, data_dir, n: int, seed: int) -> list:
+def no_flowers(val, data_dir, n: int, seed: int, size: int = 384) -> list:
     """`n` pictures without a flower: `unlike.background_from` of random validation photos."""
     from flowerlib import unlike
 
     rng = np.random.default_rng([seed, 99])
     files = val["file"].to_numpy()
     return [
-        unlike.background_from(unlike.load_photo(data_dir / files[rng.integers(len(files))]), 384, rng)
+        unlike.background_from(unlike.load_photo(data_dir / files[rng.integers(len(files))]), size, rng)
         for _ in range(n)
     ]
 
@@ -154,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--label", help="the recipe's name in RESULTS.md (default from --set)")
     parser.add_argument("--per-kind", type=int, default=40, help="unlike pictures per kind")
     parser.add_argument("--seed", type=int, default=0, help="seed of the unlike pictures")
+    parser.add_argument(
+        "--size", type=int, help="side of the unlike pictures in pixels (default: unlike.DEFAULT_SIZE, 384)"
+    )
     parser.add_argument(
         "--sure",
         type=float,
@@ -202,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     model = result.model
 
     reference = load_reference(result.run.reference)  # train() writes it, also for an older run
-    records = unlike.make_unlike_set(val, cfg.data_dir, args.seed, per_kind=args.per_kind)
+    size = args.size or unlike.DEFAULT_SIZE
+    records = unlike.make_unlike_set(val, cfg.data_dir, args.seed, per_kind=args.per_kind, size=size)
     pictures = [
         ("validation photos", [str(cfg.data_dir / f) for f in val["file"]], val["label"].to_numpy(), None),
         (
@@ -211,7 +215,12 @@ def main(argv: list[str] | None = None) -> int:
             records["label"].to_numpy(),
             records["kind"].to_numpy(),
         ),
-        ("no flower (backgrounds)", no_flowers(val, cfg.data_dir, args.per_kind, args.seed), None, None),
+        (
+            "no flower (backgrounds)",
+            no_flowers(val, cfg.data_dir, args.per_kind, args.seed, size),
+            None,
+            None,
+        ),
         ("web thumbnails of the photos", thumbnails(val, cfg.data_dir), val["label"].to_numpy(), None),
     ]
     rows, sweep = [], []
@@ -265,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
             f"MobileNetV2 ImageNet weights, `train.train(cfg)` on {TRAINED_ON[args.split]} "
             f"({counts['train']:,} training, {counts['val']:,} validation images); "
             f"settings: {settings}. Unlike pictures: {args.per_kind} per kind from those validation photos, "
+            f"{size} px square, "
             f"seed {args.seed}. Through `prediction.predict_many`, the whole photo only or looking closer "
             f"(the default). *unfamiliar*: farther from every training photo than 95 % of the validation "
             f"photos (`flowerlib.novelty`); *answered as sure*: `verdict(..., sure={args.sure})` is sure (top "
@@ -278,7 +288,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(body)
     if not args.no_write:
-        common.write_section(f"{SECTION}-{label}", f"Unlike the dataset's: {label}", body, info, loads)
+        tag = "" if args.size is None else f"-{args.size}px"
+        common.write_section(
+            f"{SECTION}-{label}{tag}", f"Unlike the dataset's: {label}{tag}", body, info, loads
+        )
     return 0
 
 

@@ -671,7 +671,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-look-closer",
         action="store_true",
         help="classify the whole photo only; by default, when it gives no sure answer, about 30 crops "
-        "of it (none narrower than half the model's input: 112 px at 224; none of a photo that "
+        "of it (55 of an unfamiliar photo; none narrower than half the model's input: 112 px at 224; none of a photo that "
         "looks enlarged from a smaller one) are scored too and the most confident view answers "
         "(never as sure)",
     )

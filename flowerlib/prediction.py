@@ -456,6 +456,14 @@ def _check_top_k(top_k: Any) -> int:
 #: Measured with `benchmarks/unlike_accuracy.py` (RESULTS.md, "Unlike the dataset's"): with
 #: MobileNetV2 trained on the official split, the unlike pictures went from 0.41 to 0.60.
 LOOK_CLOSER_GRID: tuple[tuple[float, int], ...] = ((0.7, 2), (0.5, 3), (0.35, 4))
+#: An unfamiliar photo (see `predict_many`'s `reference`) is also looked at in these finer crops:
+#: its flower may be small in the frame. 25 more views of a square photo, only where they are
+#: wide enough (`MIN_CROP_SHARE`: a shorter side of at least 448 px for a 224-px model). On
+#: unlike pictures of 768 px, with three trained models, small off-centre flowers went from 0.53
+#: to 0.70 named right and all the unlike pictures from 0.64 to 0.67; held-out photos lost one
+#: of 612 and web thumbnails nothing (`benchmarks/look_closer_rules.py --size 768`, RESULTS.md).
+#: A familiar photo shows its flower large, as the training photos do: it keeps the coarser grid.
+UNFAMILIAR_GRID: tuple[tuple[float, int], ...] = LOOK_CLOSER_GRID + ((0.25, 5),)
 #: The most confident crop answers only if its class is among the whole photo's this many most
 #: probable classes, or the photo is unfamiliar. A crop of a close-up that names a new class was
 #: more often wrong than right: letting any class answer cost 1.6 points on the validation
@@ -576,13 +584,14 @@ def predict_many(
     Each photo is first classified whole (resized and centre-cropped like the test
     images). When that answer is not sure (top probability below `sure`, or the
     photo unfamiliar), the model looks closer: it also scores the crops of
-    `closer_boxes`, and the most confident crop answers if it is more confident
+    `closer_boxes` (finer ones, `UNFAMILIAR_GRID`, for an unfamiliar photo: its
+    flower may be small), and the most confident crop answers if it is more confident
     than the whole photo and names one of the whole photo's `CLOSER_CANDIDATES`
     most probable classes (any class when the photo is unfamiliar). Crops narrower
     than `MIN_CROP_SHARE` of the model's input are left out, so a photo under
     160 px (for a 224 px model) keeps its whole-photo answer, as does a photo
     that `looks_enlarged` (a blown-up thumbnail: its crops are blur). A crop's
-    probability is not calibrated (the most confident of some 30 views is confident
+    probability is not calibrated (the most confident of 30 to 55 views is confident
     by selection), so `verdict` never calls an answer found this way sure.
 
     Args:
@@ -625,8 +634,8 @@ def predict_many(
     sources = list(sources)
     if not sources:
         raise PredictionError("No images given: pass at least one file path, URL, PIL image or array.")
-    # The crops need at most this much resolution: the smallest is LOOK_CLOSER_GRID's last scale.
-    keep = math.ceil(size / min(scale for scale, _ in LOOK_CLOSER_GRID))
+    # The crops need at most this much resolution: the smallest is UNFAMILIAR_GRID's last scale.
+    keep = math.ceil(size / min(scale for scale, _ in UNFAMILIAR_GRID))
     min_side = math.ceil(MIN_CROP_SHARE * size)
     batch, photos = [], []  # the whole views; for looking closer, each photo and its scale
     for source in sources:
@@ -646,7 +655,8 @@ def predict_many(
     for i, (photo, scale) in enumerate(photos):
         if not look_closer or (probs[i].max() >= sure and familiar[i] is not False):
             continue
-        crops = closer_boxes(*photo.shape[:2], min_side=min_side)
+        grid = UNFAMILIAR_GRID if familiar[i] is False else LOOK_CLOSER_GRID
+        crops = closer_boxes(*photo.shape[:2], grid, min_side=min_side)
         if not crops or looks_enlarged(photo):  # too small, or enlarged: every crop would be blur
             skipped[i] = "enlarged" if crops else "small"
             continue

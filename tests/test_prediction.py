@@ -581,7 +581,7 @@ def test_looks_enlarged_tells_a_blown_up_thumbnail_from_a_photo_with_detail():
 
 
 def test_an_enlarged_photo_is_not_looked_at_closer(model):
-    # 88 px: under the resolution the crops are taken at for this 32-px model (32 / 0.35), so
+    # 88 px: under the resolution the crops are taken at for this 32-px model (32 / 0.25), so
     # the check sees the photo's own pixels, as it sees a real photo's for a 224-px model.
     sharp = _textured(88)
     sharp[64:80, 4:20] = RED  # a small red flower near the corner; grey grain elsewhere
@@ -672,6 +672,31 @@ def test_a_reference_needs_a_classifier_with_a_pool_layer_and_the_right_features
     other = fit_reference(np.ones((4, 5)), np.ones((4, 5)))
     with pytest.raises(NoveltyError, match="belongs to another model"):
         prediction.predict(model, np.zeros((8, 8, 3)), class_names=NAMES, reference=other)
+
+
+def test_an_unfamiliar_photo_is_also_looked_at_in_finer_crops(model):
+    from flowerlib.novelty import Reference
+
+    def knowing(feature):  # a reference of one training photo: pooled features = mean colour / 255
+        unit = np.asarray([feature], np.float32) / np.linalg.norm(feature)
+        return Reference(unit.astype(np.float16), threshold=0.05, quantile=0.95)
+
+    photo = _grey_with_red_corner(side=300, patch=40)  # greyish: familiar to the first, not the second
+    answers = {}
+    for name, known in (("familiar", [1.0, 1.0, 1.0]), ("unfamiliar", [0.0, 0.0, 1.0])):
+        table = prediction.predict(model, photo, class_names=NAMES, reference=knowing(known))
+        assert bool(table["familiar"].iloc[0]) == (name == "familiar") and table["view"].iloc[0] == "closer"
+        answers[name] = table
+    # the crops are taken from the photo shrunk for this 32-px model: sides within a few pixels
+    assert abs(answers["familiar"]["box"].iloc[0][2] - 0.35 * 300) < 4  # LOOK_CLOSER_GRID's finest
+    assert abs(answers["unfamiliar"]["box"].iloc[0][2] - 0.25 * 300) < 4  # UNFAMILIAR_GRID's finest
+    # the smaller crop holds more of the small red flower, so its answer is more confident
+    assert answers["unfamiliar"]["probability"].iloc[0] > answers["familiar"]["probability"].iloc[0]
+    top, left, side = answers["unfamiliar"]["box"].iloc[0]
+    assert top <= 260 <= top + side and left <= 30 <= left + side  # the red square's centre is inside
+    # the finer crops too must be at least half the model's input: 0.25 x 60 px is under 16 px
+    small = prediction.predict(model, photo[::5, ::5], class_names=NAMES, reference=knowing([0, 0, 1.0]))
+    assert small["view"].iloc[0] == "closer" and small["box"].iloc[0][2] == round(0.35 * 60)
 
 
 def test_verdict_rejects_a_table_mixing_views(model):
