@@ -155,9 +155,9 @@ def rule_vote_top(n):
 
 def enlarged_flags(sources, size: int) -> np.ndarray:
     """`prediction.looks_enlarged` of each source, at the resolution `predict_many` crops it at."""
-    from flowerlib.prediction import UNFAMILIAR_GRID, _bounded, load_image, looks_enlarged
+    from flowerlib.prediction import LOOK_CLOSER_GRID, _bounded, load_image, looks_enlarged
 
-    keep = int(np.ceil(size / min(s for s, _ in UNFAMILIAR_GRID)))
+    keep = int(np.ceil(size / min(s for s, _ in LOOK_CLOSER_GRID)))
     return np.array([looks_enlarged(_bounded(load_image(x), keep)) for x in sources])
 
 

@@ -634,8 +634,12 @@ def predict_many(
     sources = list(sources)
     if not sources:
         raise PredictionError("No images given: pass at least one file path, URL, PIL image or array.")
-    # The crops need at most this much resolution: the smallest is UNFAMILIAR_GRID's last scale.
-    keep = math.ceil(size / min(scale for scale, _ in UNFAMILIAR_GRID))
+    # The crops need at most `keep` pixels (the smallest is UNFAMILIAR_GRID's last scale). Whether
+    # a photo looks enlarged is judged at the resolution LOOK_CLOSER_GRID's crops need: a flower
+    # small and sharp in a large, blurred frame must not pass for a blown-up thumbnail.
+    keep, detail = (
+        math.ceil(size / min(scale for scale, _ in g)) for g in (UNFAMILIAR_GRID, LOOK_CLOSER_GRID)
+    )
     min_side = math.ceil(MIN_CROP_SHARE * size)
     batch, photos = [], []  # the whole views; for looking closer, each photo and its scale
     for source in sources:
@@ -657,7 +661,7 @@ def predict_many(
             continue
         grid = UNFAMILIAR_GRID if familiar[i] is False else LOOK_CLOSER_GRID
         crops = closer_boxes(*photo.shape[:2], grid, min_side=min_side)
-        if not crops or looks_enlarged(photo):  # too small, or enlarged: every crop would be blur
+        if not crops or looks_enlarged(_bounded(photo, detail)):  # too small, or enlarged: all blur
             skipped[i] = "enlarged" if crops else "small"
             continue
         views_i = np.stack([resize_and_crop(photo[t : t + s, x : x + s], size).numpy() for t, x, s in crops])

@@ -699,6 +699,24 @@ def test_an_unfamiliar_photo_is_also_looked_at_in_finer_crops(model):
     assert small["view"].iloc[0] == "closer" and small["box"].iloc[0][2] == round(0.35 * 60)
 
 
+def test_whether_a_photo_looks_enlarged_is_judged_at_the_resolution_of_the_coarser_crops(model, monkeypatch):
+    # The finer crops of an unfamiliar photo are cut from a larger copy (SIZE / 0.25 = 128 px);
+    # at that size a small sharp flower in a large blurred frame could pass for a blown-up
+    # thumbnail, so the check sees the copy the coarser crops need (SIZE / 0.35 = 92 px).
+    from flowerlib.novelty import Reference
+
+    seen, real = [], prediction.looks_enlarged
+    monkeypatch.setattr(
+        prediction,
+        "looks_enlarged",
+        lambda image, *a, **k: seen.append(image.shape[:2]) or real(image, *a, **k),
+    )
+    far = Reference(np.array([[0.0, 0.0, 1.0]], np.float16), threshold=0.01, quantile=0.95)  # only blue known
+    table = prediction.predict(model, _grey_with_red_corner(side=300), class_names=NAMES, reference=far)
+    assert not table["familiar"].iloc[0] and abs(table["box"].iloc[0][2] - 0.25 * 300) < 4  # finer crops
+    assert seen == [(92, 92)]
+
+
 def test_verdict_rejects_a_table_mixing_views(model):
     table = prediction.predict(model, np.full((40, 40, 3), RED, np.uint8), class_names=NAMES)
     table.loc[1, "view"] = "closer"
