@@ -670,10 +670,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--no-look-closer",
         action="store_true",
-        help="classify the whole photo only; by default, when it gives no sure answer, about 30 crops "
-        "of it (55 of an unfamiliar photo; none narrower than half the model's input: 112 px at 224; none of a photo that "
-        "looks enlarged from a smaller one) are scored too and the most confident view answers "
-        "(never as sure)",
+        help="classify the whole photo only; by default, when it gives no sure answer, 29 crops of a "
+        "square photo (more of a wider one; 54 of an unfamiliar photo of at least 448 px; none "
+        "narrower than half the model's input: 112 px at 224; none of a photo that looks enlarged "
+        "from a smaller one) are scored too and the most confident view answers (never as sure)",
     )
     add_json(p, "the predictions and the answers")
     p = add("run", cmd_run, "all four steps in order: download, prepare, train, evaluate")

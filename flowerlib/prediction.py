@@ -591,7 +591,7 @@ def predict_many(
     than `MIN_CROP_SHARE` of the model's input are left out, so a photo under
     160 px (for a 224 px model) keeps its whole-photo answer, as does a photo
     that `looks_enlarged` (a blown-up thumbnail: its crops are blur). A crop's
-    probability is not calibrated (the most confident of 30 to 55 views is confident
+    probability is not calibrated (the most confident of 30 to 74 views is confident
     by selection), so `verdict` never calls an answer found this way sure.
 
     Args:
