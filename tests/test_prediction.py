@@ -581,8 +581,8 @@ def test_looks_enlarged_tells_a_blown_up_thumbnail_from_a_photo_with_detail():
 
 
 def test_an_enlarged_photo_is_not_looked_at_closer(model):
-    # 88 px: under the resolution the crops are taken at for this 32-px model (32 / 0.25), so
-    # the check sees the photo's own pixels, as it sees a real photo's for a 224-px model.
+    # 88 px: under the resolution the enlarged check looks at for this 32-px model (32 / 0.35),
+    # so the check sees the photo's own pixels, as it sees a real photo's for a 224-px model.
     sharp = _textured(88)
     sharp[64:80, 4:20] = RED  # a small red flower near the corner; grey grain elsewhere
     assert prediction.predict(model, sharp, class_names=NAMES)["view"].iloc[0] == "closer"
