@@ -155,10 +155,10 @@ def rule_vote_top(n):
 
 def enlarged_flags(sources, size: int) -> np.ndarray:
     """`prediction.looks_enlarged` of each source, at the resolution `predict_many` crops it at."""
-    from flowerlib.prediction import LOOK_CLOSER_GRID, _bounded, load_image, looks_enlarged
+    from flowerlib.prediction import _bounded, crop_resolutions, load_image, looks_enlarged
 
-    keep = int(np.ceil(size / min(s for s, _ in LOOK_CLOSER_GRID)))
-    return np.array([looks_enlarged(_bounded(load_image(x), keep)) for x in sources])
+    detail = crop_resolutions(size)[1]
+    return np.array([looks_enlarged(_bounded(load_image(x), detail)) for x in sources])
 
 
 def training_photo_shares(train, data_dir, size: int, n: int = 200, seed: int = 0) -> list[dict]:

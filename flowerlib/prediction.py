@@ -507,6 +507,17 @@ def looks_enlarged(image: np.ndarray, levels: float = ENLARGED_LEVELS, tiles: in
     return all(np.sqrt(np.mean(part**2)) < levels for part in parts)
 
 
+def crop_resolutions(size: int) -> tuple[int, int]:
+    """`(keep, detail)` for a model of input side `size`: the shorter side a photo is shrunk to
+    before cropping (enough for `UNFAMILIAR_GRID`'s finest crops), and the one at which it is
+    judged `looks_enlarged` (what `LOOK_CLOSER_GRID`'s finest crops need: at the larger size a
+    flower small and sharp in a large, blurred frame could pass for a blown-up thumbnail)."""
+    keep, detail = (
+        math.ceil(size / min(scale for scale, _ in g)) for g in (UNFAMILIAR_GRID, LOOK_CLOSER_GRID)
+    )
+    return keep, detail
+
+
 def closer_boxes(
     height: int, width: int, grid: Sequence[tuple[float, int]] = LOOK_CLOSER_GRID, *, min_side: int = 1
 ) -> list[tuple[int, int, int]]:
@@ -634,12 +645,7 @@ def predict_many(
     sources = list(sources)
     if not sources:
         raise PredictionError("No images given: pass at least one file path, URL, PIL image or array.")
-    # The crops need at most `keep` pixels (the smallest is UNFAMILIAR_GRID's last scale). Whether
-    # a photo looks enlarged is judged at the resolution LOOK_CLOSER_GRID's crops need: a flower
-    # small and sharp in a large, blurred frame must not pass for a blown-up thumbnail.
-    keep, detail = (
-        math.ceil(size / min(scale for scale, _ in g)) for g in (UNFAMILIAR_GRID, LOOK_CLOSER_GRID)
-    )
+    keep, detail = crop_resolutions(size)
     min_side = math.ceil(MIN_CROP_SHARE * size)
     batch, photos = [], []  # the whole views; for looking closer, each photo and its scale
     for source in sources:
@@ -880,9 +886,8 @@ def verdict(top: pd.DataFrame, sure: float = SURE_PROBABILITY, *, mass: float = 
     best = candidates[0]
     closer = _single(top, "view", "whole") == "closer"
     familiar = _single(top, "familiar", None)
-    familiar = None if familiar is None or pd.isna(familiar) else bool(familiar)
+    familiar = None if familiar is None else bool(familiar)  # a NumPy bool in the table
     skipped = _single(top, "closer_skipped", None)
-    skipped = None if skipped is None or pd.isna(skipped) else str(skipped)
     is_sure = best.probability >= sure and not closer and familiar is not False
     if is_sure:
         sentence = f"{best.name} ({_in_words(best.probability)})"
@@ -920,13 +925,13 @@ _NO_CLOSER_LOOK = {
 
 
 def _single(top: pd.DataFrame, column: str, default: Any) -> Any:
-    """The one value of `column` in one picture's table (`default` when the column is absent)."""
+    """The one value of `column` in one picture's table (`default` when the column is absent or empty)."""
     if column not in top.columns:
         return default
     values = top[column].tolist()
     if any(v != values[0] and not (pd.isna(v) and pd.isna(values[0])) for v in values):
         raise PredictionError(f"The table's {column!r} column differs between rows; pass one picture's rows.")
-    return values[0]
+    return default if pd.isna(values[0]) else values[0]
 
 
 def example_photo() -> Path:
