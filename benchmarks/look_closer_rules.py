@@ -283,6 +283,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--photos-per-class", type=int, help="score only this many held-out photos per class (and thumbnails)"
     )
+    parser.add_argument(
+        "--split-seed",
+        type=int,
+        help="seed of the held-out photos, as in unlike_accuracy.py (reuses its run)",
+    )
     parser.add_argument("--data-dir", default=common.DEFAULT_DATA_DIR)
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
@@ -295,12 +300,12 @@ def main(argv: list[str] | None = None) -> int:
     from flowerlib.prediction import ENLARGED_LEVELS, SURE_PROBABILITY, load_image
     from flowerlib.train import train
 
-    label = ua.run_label(None, args.set, args.split)
+    label = ua.run_label(None, args.set, args.split, args.split_seed)
     cfg = ua.run_config(args.data_dir, f"unlike-{label}", args.set)
     info = common.machine()
     print(common.machine_line(info))
     loads = [common.load_text()]
-    table, val = ua.split_table(cfg, args.split)
+    table, val = ua.split_table(cfg, args.split, args.split_seed)
     photos = val if args.photos_per_class is None else common.per_class(val, args.photos_per_class)
     tag = "" if args.photos_per_class is None else f"-{args.photos_per_class}pc"
     result = train(cfg, table, verbose=1)

@@ -30,6 +30,7 @@ recipes is what the table is for.
 
     .venv/bin/python benchmarks/unlike_accuracy.py                          # library defaults, 40 pictures per kind
     .venv/bin/python benchmarks/unlike_accuracy.py --label my-recipe --set image_size=320
+    .venv/bin/python benchmarks/unlike_accuracy.py --split trainval --set seed=7 --split-seed 42  # same photos, another training seed
 """
 
 from __future__ import annotations
@@ -69,8 +70,12 @@ def scores(first, labels: np.ndarray | None, sure: np.ndarray) -> dict[str, floa
     }
 
 
-def split_table(cfg, split: str):
+def split_table(cfg, split: str, split_seed: int | None = None):
     """The table to train on, and the photos to score (and make the unlike pictures from).
+
+    `split_seed` draws the held-out photos (default `cfg.seed`, as `train` would): give it
+    to train with another seed on the same split, so two models are scored on the same
+    photos and unlike pictures.
 
     `official`, `trainval`, `trainval-official-train`: the table's val part is scored.
     `half-val`: the model validates (early stopping, temperature, the unfamiliar
@@ -80,13 +85,14 @@ def split_table(cfg, split: str):
     from flowerlib import Layout
     from flowerlib.splits import TRAINVAL_VAL_FRACTION, available_image_ids, trainval_split
 
+    seed = cfg.seed if split_seed is None else split_seed
     table = common.official_table(cfg)
     if split in ("official", "half-val"):
         if split == "official":
             return table, table[table["split"] == "val"]
         import real_accuracy as ra
 
-        halves = ra.holdout_table(table[table["split"] == "val"].assign(split="train"), cfg.seed)
+        halves = ra.holdout_table(table[table["split"] == "val"].assign(split="train"), seed)
         chosen = set(halves.loc[halves["split"] == "train", "image_id"])
         is_val = table["split"] == "val"
         scored = table[is_val & ~table["image_id"].isin(chosen)]
@@ -94,7 +100,7 @@ def split_table(cfg, split: str):
     official_train = set(table.loc[table["split"] == "train", "image_id"])
     layout = Layout(cfg.data_dir)
     pooled = trainval_split(
-        layout, cfg.seed, TRAINVAL_VAL_FRACTION, cfg.num_classes, image_ids=available_image_ids(layout)
+        layout, seed, TRAINVAL_VAL_FRACTION, cfg.num_classes, image_ids=available_image_ids(layout)
     )
     pooled = pooled[pooled["split"] != "test"].reset_index(drop=True)
     if split == "trainval-official-train":
@@ -115,11 +121,12 @@ def no_flowers(val, data_dir, n: int, seed: int, size: int = 384) -> list:
     ]
 
 
-def run_label(recipe: str | None, settings: list[str], split: str) -> str:
+def run_label(recipe: str | None, settings: list[str], split: str, split_seed: int | None = None) -> str:
     """The recipe's name in RESULTS.md and in its run name (`unlike-<label>`): shared by the scripts
     that reuse these runs, so they find the same trained model."""
     label = "-".join([recipe or ""] + [s.replace("=", "_") for s in settings]).strip("-") or "defaults"
-    return label if split == "official" else f"{label}-{split}"
+    label = label if split == "official" else f"{label}-{split}"
+    return label if split_seed is None else f"{label}-split_{split_seed}"
 
 
 def run_config(data_dir, run_name: str, settings: list[str] | None = None):
@@ -174,6 +181,12 @@ def main(argv: list[str] | None = None) -> int:
         "(the val part, scored); trainval-official-train: the same val part, trained on the official "
         "training images outside it only (the same test, half the training images)",
     )
+    parser.add_argument(
+        "--split-seed",
+        type=int,
+        help="seed of the held-out photos (default: the run's seed); with --set seed=N it trains "
+        "another seed on the same photos and unlike pictures",
+    )
     parser.add_argument("--whole-only", action="store_true", help="skip the look-closer pass (faster)")
     parser.add_argument("--data-dir", default=common.DEFAULT_DATA_DIR)
     parser.add_argument("--no-write", action="store_true")
@@ -193,12 +206,12 @@ def main(argv: list[str] | None = None) -> int:
 
     args.sure = SURE_PROBABILITY if args.sure is None else args.sure
 
-    label = args.label or run_label(args.recipe, args.set, args.split)
+    label = args.label or run_label(args.recipe, args.set, args.split, args.split_seed)
     cfg = run_config(args.data_dir, f"unlike-{label}", args.set)
     info = common.machine()
     print(common.machine_line(info))
     loads = [common.load_text()]
-    table, val = split_table(cfg, args.split)
+    table, val = split_table(cfg, args.split, args.split_seed)
     counts = table["split"].value_counts().to_dict()
     with common.Stopwatch() as wall:
         result = train(cfg, table, verbose=1)
