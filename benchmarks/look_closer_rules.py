@@ -300,8 +300,11 @@ def main(argv: list[str] | None = None) -> int:
     from flowerlib.prediction import ENLARGED_LEVELS, SURE_PROBABILITY, load_image
     from flowerlib.train import train
 
+    cfg = ua.run_config(args.data_dir, "unlike", args.set)
+    if args.split_seed == cfg.seed:  # the run's own split: the same run as without --split-seed
+        args.split_seed = None
     label = ua.run_label(None, args.set, args.split, args.split_seed)
-    cfg = ua.run_config(args.data_dir, f"unlike-{label}", args.set)
+    cfg = cfg.replace(run_name=f"unlike-{label}")
     info = common.machine()
     print(common.machine_line(info))
     loads = [common.load_text()]

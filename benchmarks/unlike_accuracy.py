@@ -206,8 +206,11 @@ def main(argv: list[str] | None = None) -> int:
 
     args.sure = SURE_PROBABILITY if args.sure is None else args.sure
 
+    cfg = run_config(args.data_dir, "unlike", args.set)
+    if args.split_seed == cfg.seed:  # the run's own split: the same run as without --split-seed
+        args.split_seed = None
     label = args.label or run_label(args.recipe, args.set, args.split, args.split_seed)
-    cfg = run_config(args.data_dir, f"unlike-{label}", args.set)
+    cfg = cfg.replace(run_name=f"unlike-{label}")
     info = common.machine()
     print(common.machine_line(info))
     loads = [common.load_text()]
