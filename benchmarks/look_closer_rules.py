@@ -300,11 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     from flowerlib.prediction import ENLARGED_LEVELS, SURE_PROBABILITY, load_image
     from flowerlib.train import train
 
-    cfg = ua.run_config(args.data_dir, "unlike", args.set)
-    if args.split_seed == cfg.seed:  # the run's own split: the same run as without --split-seed
-        args.split_seed = None
-    label = ua.run_label(None, args.set, args.split, args.split_seed)
-    cfg = cfg.replace(run_name=f"unlike-{label}")
+    cfg, label, args.split_seed = ua.named_run(args.data_dir, args.set, args.split, args.split_seed)
     info = common.machine()
     print(common.machine_line(info))
     loads = [common.load_text()]

@@ -129,6 +129,17 @@ def run_label(recipe: str | None, settings: list[str], split: str, split_seed: i
     return label if split_seed is None else f"{label}-split_{split_seed}"
 
 
+def named_run(data_dir, settings, split, split_seed=None, recipe=None, label=None):
+    """`(cfg, label, split_seed)` of a run: its configuration named `unlike-<label>` (`run_label`).
+
+    `split_seed` equal to the run's own seed becomes None: the same run as without it.
+    """
+    cfg = run_config(data_dir, "unlike", settings)
+    split_seed = None if split_seed == cfg.seed else split_seed
+    label = label or run_label(recipe, settings, split, split_seed)
+    return cfg.replace(run_name=f"unlike-{label}"), label, split_seed
+
+
 def run_config(data_dir, run_name: str, settings: list[str] | None = None):
     """The configuration of a MobileNetV2 run here: the shared weights, the `full` profile, `settings` (KEY=VALUE)."""
     import real_accuracy as ra
@@ -206,11 +217,9 @@ def main(argv: list[str] | None = None) -> int:
 
     args.sure = SURE_PROBABILITY if args.sure is None else args.sure
 
-    cfg = run_config(args.data_dir, "unlike", args.set)
-    if args.split_seed == cfg.seed:  # the run's own split: the same run as without --split-seed
-        args.split_seed = None
-    label = args.label or run_label(args.recipe, args.set, args.split, args.split_seed)
-    cfg = cfg.replace(run_name=f"unlike-{label}")
+    cfg, label, args.split_seed = named_run(
+        args.data_dir, args.set, args.split, args.split_seed, args.recipe, args.label
+    )
     info = common.machine()
     print(common.machine_line(info))
     loads = [common.load_text()]
