@@ -32,7 +32,7 @@ import sys
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from flowerlib.artifacts import DiskWriteError, Layout
 from flowerlib.config import Config
@@ -45,6 +45,13 @@ EXIT_INTERRUPTED = 130
 
 class CommandError(FlowerlibError):
     """The command cannot do what was asked (e.g. `clean-data` without confirmation)."""
+
+
+class Partial(NamedTuple):
+    """A command's result when part of the work failed: `main` prints it, then `error`, and exits 2."""
+
+    result: Any
+    error: str
 
 
 #: What `main` reports in one line, exiting with status 2: every flowerlib error,
@@ -356,11 +363,8 @@ def cmd_evaluate(cfg: Config, args: argparse.Namespace) -> dict[str, Any]:
     return {**m, "metrics_file": str(path)}
 
 
-def _load_model_file(path: Path) -> tuple[Any, list[str] | None]:
-    """A `.keras` model given with --model, and the class names of `labels.json` beside it."""
-    from flowerlib.evaluate import read_labels
-    from flowerlib.model import load_model
-
+def _check_model_file(path: Path) -> None:
+    """Refuse a --model path that is not a `.keras` file, before anything is loaded."""
     if path.is_dir():
         raise CommandError(f"--model must be a .keras file, not a folder. Received {path}")
     if path.suffix != ".keras":
@@ -369,13 +373,28 @@ def _load_model_file(path: Path) -> tuple[Any, list[str] | None]:
         if path.exists():
             raise CommandError(f"--model must be a regular .keras file. Received {path}")
         raise FileNotFoundError(f"No model file at {path}. Train one with `flowerlib train` first.")
+
+
+def _load_model_file(path: Path) -> tuple[Any, list[str] | None]:
+    """A `.keras` model given with --model, and the class names of `labels.json` beside it."""
+    from flowerlib.evaluate import read_labels
+    from flowerlib.model import load_model
+
+    _check_model_file(path)
     model = load_model(path)  # a broken file is a ModelConfigError that names it
     labels = path.with_name("labels.json")
     if not labels.exists():
-        print(
-            f"flowerlib predict: warning: no labels.json beside {path}; showing Flowers-102 class names",
-            file=sys.stderr,
+        from flowerlib.classes import NUM_CLASSES
+
+        outputs = int(model.output_shape[-1])
+        shown = (
+            "Flowers-102 class names"
+            if outputs == NUM_CLASSES
+            else f"the first {outputs} Flowers-102 class names (right only if it was trained on those classes)"
+            if outputs < NUM_CLASSES
+            else "class numbers"
         )
+        print(f"flowerlib predict: warning: no labels.json beside {path}; showing {shown}", file=sys.stderr)
         return model, None
     fix = (
         f"put the labels.json written with this model beside it, or delete {labels} "
@@ -399,18 +418,47 @@ def _reference_beside(model_file: Path) -> Any:
     return load_reference(path)  # a broken file is a NoveltyError that says what to do
 
 
-def cmd_predict(cfg: Config, args: argparse.Namespace) -> list[dict[str, Any]]:
+def _read_images(sources: Sequence[str]) -> tuple[list[Any], list[str | None]]:
+    """Each image read and checked: the pictures that could be, and each source's error (None if read).
+
+    A single image that cannot be read is the command's error. With several, each
+    error is printed as it is found and the others are still classified.
+    """
+    from flowerlib import prediction
+
+    images, errors = [], []
+    for source in sources:
+        try:
+            images.append(prediction.load_image(source))
+            errors.append(None)
+        except USER_ERRORS as e:
+            if len(sources) == 1:
+                raise
+            errors.append(" ".join(str(e).split()))
+            print(f"flowerlib predict: error: {errors[-1]}", file=sys.stderr)
+    if not images:
+        raise CommandError(f"None of the {len(sources)} images could be read (each one's error is above).")
+    return images, errors
+
+
+def cmd_predict(cfg: Config, args: argparse.Namespace) -> list[dict[str, Any]] | Partial:
     """The answer and the top-k classes of each image (files or http(s) URLs).
 
     The answer is `prediction.verdict`'s sentence: the class alone when its
     calibrated probability reaches `--sure` and the photo is like the training
     photos, else "Not sure..." with the candidates, after looking closer at
     crops of the photo (unless --no-look-closer). A not-sure answer is an
-    answer: the exit status stays 0.
+    answer: the exit status stays 0. An image that cannot be read is an error
+    (exit status 2) after the others have been classified.
     """
     from flowerlib import evaluate, prediction
 
     sure = prediction.SURE_PROBABILITY if args.sure is None else args.sure
+    if args.model is not None:
+        _check_model_file(args.model)
+    else:
+        evaluate.trained_run(cfg)  # a missing model is said before any image is read
+    images, errors = _read_images(args.images)  # before TensorFlow starts
     if args.model is not None:
         model, names = _load_model_file(args.model)
         model_file = args.model
@@ -419,15 +467,16 @@ def cmd_predict(cfg: Config, args: argparse.Namespace) -> list[dict[str, Any]]:
         model_file = run.model
     table = prediction.predict_many(
         model,
-        args.images,
+        images,
         top_k=args.top_k,
         class_names=names,
         look_closer=not args.no_look_closer,
         sure=sure,
         reference=_reference_beside(model_file),
     )
+    readable = [source for source, error in zip(args.images, errors, strict=True) if error is None]
     results = []
-    for position, source in enumerate(args.images):
+    for position, source in enumerate(readable):
         rows = table[table["source"] == position].drop(columns="source")
         answer = prediction.verdict(rows, sure)
         box = rows["box"].iloc[0]
@@ -445,14 +494,29 @@ def cmd_predict(cfg: Config, args: argparse.Namespace) -> list[dict[str, Any]]:
                 "closer_skipped": answer.closer_skipped,
             }
         )
-    if getattr(args, "json", False):
-        return results  # the JSON on stdout says it all
-    for number, result in enumerate(results):
-        _say(*([""] if number else []), result["image"], f"  {result['sentence']}")
-        width = max(len(p["name"]) for p in result["predictions"])
-        for p in result["predictions"]:
-            bar = "#" * round(20 * p["probability"])
-            _say(f"  {p['rank']:>2}. {p['name']:<{width}}  {_percent(p['probability'])}  {bar}".rstrip())
+    failed = sum(error is not None for error in errors)
+    if failed:  # the unreadable images in their places, with their errors
+        found = iter(results)
+        results = [
+            next(found) if error is None else {"image": source, "error": error}
+            for source, error in zip(args.images, errors, strict=True)
+        ]
+    if not getattr(args, "json", False):  # the JSON on stdout says it all
+        for number, result in enumerate(r for r in results if "error" not in r):
+            _say(*([""] if number else []), result["image"], f"  {result['sentence']}")
+            if result["box"] is not None:
+                box = result["box"]
+                _say(f"  (the {box['side']}-px square at left {box['left']}, top {box['top']} of the photo)")
+            width = max(len(p["name"]) for p in result["predictions"])
+            for p in result["predictions"]:
+                bar = "#" * round(20 * p["probability"])
+                _say(f"  {p['rank']:>2}. {p['name']:<{width}}  {_percent(p['probability'])}  {bar}".rstrip())
+    if failed:
+        return Partial(
+            results,
+            f"{failed} of {len(args.images)} images could not be read (each one's error is above); "
+            f"the other {len(args.images) - failed} were classified.",
+        )
     return results
 
 
@@ -726,8 +790,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         with _short_warnings(args.command), _json_mode(getattr(args, "json", False)) as stdout:
             cfg = config_from_args(args)
             result = args.func(cfg, args)
+            partial = isinstance(result, Partial)
             if getattr(args, "json", False):
-                print(json.dumps(result, indent=2, default=_json_default), file=stdout)
+                value = result.result if partial else result
+                print(json.dumps(value, indent=2, default=_json_default), file=stdout)
+        if partial:
+            print(f"flowerlib {args.command}: error: {result.error}", file=sys.stderr)
+            return EXIT_USER_ERROR
         return EXIT_OK
     except KeyboardInterrupt:
         if debug:

@@ -432,6 +432,39 @@ class TrainedModel(NamedTuple):
     run: RunLayout
 
 
+def trained_run(cfg: Config) -> RunLayout:
+    """The folder of `cfg.run`, checked to hold a trained model and its labels (nothing is loaded).
+
+    Raises:
+        ModelNotFoundError: the model or its labels are missing; the message
+            names the other runs of the data directory that have both.
+    """
+    layout = Layout(cfg.data_dir)
+    run = layout.run(cfg.run)
+    for path, what in ((run.model, "trained model"), (run.labels, "class names (labels.json)")):
+        if not path.is_file():
+            root = layout.root / "runs"
+            others = sorted(
+                folder.name
+                for folder in (root.iterdir() if root.is_dir() else ())
+                if folder.name != cfg.run
+                and (folder / "model.keras").is_file()
+                and (folder / "labels.json").is_file()
+            )
+            if others:
+                fix = (
+                    f"This data directory has trained run(s) {', '.join(others)}: choose one with "
+                    "--run-name NAME (FLOWERS_RUN_NAME=NAME), or run 03_train.ipynb (or `flowerlib train`) "
+                    f"to train {cfg.run!r}"
+                )
+            else:
+                fix = "Run 03_train.ipynb (or `flowerlib train`) first, with the same configuration"
+            raise ModelNotFoundError(
+                f"No {what} at {path}. {fix} (data_dir={cfg.data_dir}, run={cfg.run!r})."
+            )
+    return run
+
+
 def load_trained(cfg: Config) -> TrainedModel:
     """Load the model and class names that training saved for `cfg.run`.
 
@@ -448,13 +481,7 @@ def load_trained(cfg: Config) -> TrainedModel:
         flowerlib.backbones.ModelConfigError: `model.keras` is broken (the message says what to do).
         EvaluationError: `labels.json` is broken or does not match the model's outputs.
     """
-    run = Layout(cfg.data_dir).run(cfg.run)
-    for path, what in ((run.model, "trained model"), (run.labels, "class names (labels.json)")):
-        if not path.is_file():
-            raise ModelNotFoundError(
-                f"No {what} at {path}. Run 03_train.ipynb (or `flowerlib train`) first, with the same "
-                f"configuration (data_dir={cfg.data_dir}, run={cfg.run!r})."
-            )
+    run = trained_run(cfg)
     from flowerlib.model import load_model  # registers the custom Preprocess layer
 
     loaded = load_model(run.model)  # Keras safe mode; a broken file is a one-line error

@@ -170,7 +170,9 @@ def fetch_url(url: str, *, max_bytes: int = MAX_DOWNLOAD_BYTES, timeout: float =
                         "(raise max_bytes if you trust it)."
                     )
     except urllib.error.HTTPError as e:
-        raise PredictionError(f"Downloading {url} failed: HTTP {e.code} {e.reason}.") from None
+        raise PredictionError(
+            f"Downloading {url} failed: HTTP {e.code} {e.reason}. {_http_advice(e.code)}"
+        ) from None
     except urllib.error.URLError as e:
         if isinstance(e.reason, TimeoutError):
             raise too_slow from None
@@ -187,6 +189,17 @@ def fetch_url(url: str, *, max_bytes: int = MAX_DOWNLOAD_BYTES, timeout: float =
             "(right-click the picture, 'Copy image address')."
         )
     return bytes(buffer)
+
+
+def _http_advice(code: int) -> str:
+    """What to do about an HTTP error status when downloading an image."""
+    if code in (404, 410):
+        return "Check the address (open it in a browser), or download the image and pass the file."
+    if code in (401, 403):
+        return "The server refuses it without a login: download the image in a browser and pass the file."
+    if code == 429 or code >= 500:
+        return "The server is busy or failing: try again later, or download the image and pass the file."
+    return "Download the image in a browser and pass the file instead."
 
 
 def _open_bytes(data: bytes, what: str, max_pixels: int | None) -> Image.Image:

@@ -277,8 +277,78 @@ def test_predict_prints_the_answer_and_a_table(trained, capsys):
         )
     else:
         assert lines[1].startswith(f"  Not sure: {top['name']} (")
+    if result["view"] == "closer":  # which part of the photo answered
+        box = result["box"]
+        assert (
+            lines.pop(2)
+            == f"  (the {box['side']}-px square at left {box['left']}, top {box['top']} of the photo)"
+        )
     assert [line.split(".")[0].strip() for line in lines[2:]] == ["1", "2", "3"]
     assert all("%" in line for line in lines[2:])
+
+
+def test_predict_says_which_crop_answered(trained, capsys, monkeypatch):
+    import pandas as pd
+
+    from flowerlib import prediction
+
+    data_dir, _ = trained
+    names = json.loads((data_dir / "runs" / "tiny-official" / "labels.json").read_text())
+
+    def looked_closer(
+        model, sources, top_k=5, class_names=None, **kwargs
+    ):  # a crop's answer, as the library gives it
+        return pd.DataFrame(
+            {
+                "source": 0,
+                "rank": [1, 2],
+                "index": [3, 1],
+                "name": [names[3], names[1]],
+                "probability": [0.8, 0.1],
+                "view": "closer",
+                "box": [(10, 20, 130)] * 2,
+                "familiar": True,
+                "closer_skipped": None,
+            }
+        )
+
+    monkeypatch.setattr(prediction, "predict_many", looked_closer)
+    image = str(data_dir / "jpg" / "image_00001.jpg")
+    code, out, _ = _run(capsys, "predict", image, "--top-k", "2", "--data-dir", str(data_dir), *SMOKE)
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[1].startswith(f"  Not sure; looking closer, part of the photo looks like {names[3]} (80 %)")
+    assert lines[2] == "  (the 130-px square at left 20, top 10 of the photo)"
+
+
+def test_predict_classifies_the_readable_images_and_reports_the_others(trained, tmp_path, capsys):
+    data_dir, _ = trained
+    good = [str(data_dir / "jpg" / "image_00001.jpg"), str(data_dir / "jpg" / "image_00002.jpg")]
+    bad = _write(tmp_path / "notes.jpg", b"not an image at all")
+    common = ["--top-k", "2", "--data-dir", str(data_dir), *SMOKE]
+    code, out, err = _run(capsys, "predict", good[0], bad, good[1], *common)
+    assert code == 2  # an unreadable image is an error, after the others were classified
+    assert [line for line in out.splitlines() if line and not line.startswith(" ")] == good
+    errors = [line for line in err.splitlines() if line.startswith("flowerlib predict: error:")]
+    assert len(errors) == 2 and "Traceback" not in err
+    assert "notes.jpg" in errors[0] and "not an image" in errors[0]
+    assert "1 of 3 images could not be read" in errors[1] and "the other 2 were classified" in errors[1]
+    code, out, _ = _run(capsys, "predict", good[0], bad, good[1], "--json", *common)
+    assert code == 2
+    results = json.loads(out)  # every image in its place, the unreadable one with its error
+    assert [r["image"] for r in results] == [good[0], bad, good[1]]
+    assert set(results[1]) == {"image", "error"} and "not an image" in results[1]["error"]
+    assert all(len(r["predictions"]) == 2 for r in (results[0], results[2]))
+
+
+def test_predict_with_no_readable_image_says_so_for_each(trained, tmp_path, capsys):
+    data_dir, _ = trained
+    bad = [_write(tmp_path / "notes.jpg", b"not an image at all"), _write(tmp_path / "empty.png", b"")]
+    code, out, err = _run(capsys, "predict", *bad, "--data-dir", str(data_dir), *SMOKE)
+    assert code == 2 and out == ""
+    errors = [line for line in err.splitlines() if line.startswith("flowerlib predict: error:")]
+    assert len(errors) == 3 and "not an image" in errors[0] and "empty" in errors[1]
+    assert "None of the 2 images could be read" in errors[2]
 
 
 def test_predict_json_parses_and_respects_top_k(trained, capsys):
@@ -387,6 +457,21 @@ def test_predict_flags_an_unfamiliar_photo_and_warns_when_the_model_has_no_refer
     assert json.loads(out)[0]["familiar"] is None
 
 
+def test_predict_with_a_model_file_and_no_labels_says_which_names_it_shows(trained, tmp_path, capsys):
+    import shutil
+
+    from flowerlib.classes import CLASS_NAMES
+
+    data_dir, _ = trained
+    shutil.copy(data_dir / "runs" / "tiny-official" / "model.keras", tmp_path / "model.keras")
+    image = str(data_dir / "jpg" / "image_00003.jpg")
+    code, out, err = _run(capsys, "predict", image, "--model", str(tmp_path / "model.keras"), "--json")
+    assert code == 0
+    assert "no labels.json beside" in err
+    assert "the first 10 Flowers-102 class names (right only if it was trained on those classes)" in err
+    assert {p["name"] for p in json.loads(out)[0]["predictions"]} <= set(CLASS_NAMES[:10])
+
+
 def test_predict_with_a_model_file_uses_its_labels(trained, tmp_path, capsys):
     data_dir, _ = trained
     model = data_dir / "runs" / "tiny-official" / "model.keras"
@@ -408,6 +493,21 @@ def test_missing_model_says_what_to_run(command, tmp_path, capsys):
     code, _, err = _run(capsys, command, *extra, "--data-dir", str(tmp_path), *SMOKE)
     assert code == 2
     _assert_one_line_error(err, f"flowerlib {command}: error:", "flowerlib train", "model.keras")
+
+
+def test_missing_model_names_the_runs_that_have_one(tmp_path, capsys):
+    for run in ("mnv2", "tiny-official"):  # two trained runs (their files need only exist here)
+        folder = tmp_path / "runs" / run
+        folder.mkdir(parents=True)
+        (folder / "model.keras").write_bytes(b"")
+        (folder / "labels.json").write_text("[]")
+    (tmp_path / "runs" / "half").mkdir()  # a run that never finished: not offered
+    code, _, err = _run(capsys, "predict", "x.jpg", "--data-dir", str(tmp_path), *SMOKE, "--run-name", "mine")
+    assert code == 2
+    _assert_one_line_error(
+        err, "runs/mine/model.keras", "trained run(s) mnv2, tiny-official:", "--run-name NAME"
+    )
+    assert "half" not in err
 
 
 def test_predict_with_a_missing_model_file(tmp_path, capsys):

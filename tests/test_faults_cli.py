@@ -554,10 +554,13 @@ def test_top_k_extremes(top_k, expected, tmp_path, tiny_model, capsys):
     assert len(json.loads(out)[0]["predictions"]) == expected
 
 
-def test_predict_refuses_every_bad_image_before_loading_none_partially(tmp_path, tiny_model, capsys):
+def test_predict_classifies_the_good_image_and_names_the_folder(tmp_path, tiny_model, capsys):
     good = _write(tmp_path / "good.png", _png(10, 10))
-    line = _one_line_error(capsys, "predict", str(good), str(tmp_path), "--model", str(tiny_model[1]))
-    assert "is not a file (a folder)" in line
+    code, out, err = _run(capsys, "predict", str(good), str(tmp_path), "--model", str(tiny_model[1]))
+    lines = [line for line in err.splitlines() if ": error:" in line]
+    assert code == 2 and "Traceback" not in err
+    assert out.splitlines()[0] == str(good)  # classified all the same
+    assert len(lines) == 2 and "is not a file (a folder)" in lines[0] and "1 of 2 images" in lines[1]
 
 
 # --- 7. full and read-only disks --------------------------------------------------------
