@@ -394,7 +394,11 @@ def _load_model_file(path: Path) -> tuple[Any, list[str] | None]:
             if outputs < NUM_CLASSES
             else "class numbers"
         )
-        print(f"flowerlib predict: warning: no labels.json beside {path}; showing {shown}", file=sys.stderr)
+        print(
+            f"flowerlib predict: warning: no labels.json beside {path}; showing {shown}. Copy labels.json "
+            "from the run folder the model came from to show its own class names",
+            file=sys.stderr,
+        )
         return model, None
     fix = (
         f"put the labels.json written with this model beside it, or delete {labels} "
@@ -411,18 +415,18 @@ def _reference_beside(model_file: Path) -> Any:
     if not path.is_file():
         print(
             f"flowerlib predict: warning: no reference.npz beside {model_file}; photos unlike every "
-            "training photo are not flagged (train again to write it)",
+            "training photo are not flagged (copy it from the run folder the model came from, or train "
+            "again to write it)",
             file=sys.stderr,
         )
         return None
     return load_reference(path)  # a broken file is a NoveltyError that says what to do
 
 
-def _read_images(sources: Sequence[str]) -> tuple[list[Any], list[str | None]]:
+def _read_images(sources: Sequence[str], *, say_each: bool) -> tuple[list[Any], list[str | None]]:
     """Each image read and checked: the pictures that could be, and each source's error (None if read).
 
-    A single image that cannot be read is the command's error. With several, each
-    error is printed as it is found and the others are still classified.
+    With `say_each`, each error is printed as it is found (the others are still classified).
     """
     from flowerlib import prediction
 
@@ -432,12 +436,9 @@ def _read_images(sources: Sequence[str]) -> tuple[list[Any], list[str | None]]:
             images.append(prediction.load_image(source))
             errors.append(None)
         except USER_ERRORS as e:
-            if len(sources) == 1:
-                raise
             errors.append(" ".join(str(e).split()))
-            print(f"flowerlib predict: error: {errors[-1]}", file=sys.stderr)
-    if not images:
-        raise CommandError(f"None of the {len(sources)} images could be read (each one's error is above).")
+            if say_each:
+                print(f"flowerlib predict: error: {errors[-1]}", file=sys.stderr)
     return images, errors
 
 
@@ -458,7 +459,19 @@ def cmd_predict(cfg: Config, args: argparse.Namespace) -> list[dict[str, Any]] |
         _check_model_file(args.model)
     else:
         evaluate.trained_run(cfg)  # a missing model is said before any image is read
-    images, errors = _read_images(args.images)  # before TensorFlow starts
+    single = len(args.images) == 1
+    images, errors = _read_images(args.images, say_each=not single)  # before TensorFlow starts
+    if not images:
+        message = (
+            errors[0]
+            if single
+            else f"None of the {len(errors)} images could be read (each one's error is above)."
+        )
+        if getattr(args, "json", False):  # still a list, each image with its error
+            return Partial(
+                [{"image": s, "error": e} for s, e in zip(args.images, errors, strict=True)], message
+            )
+        raise CommandError(message)
     if args.model is not None:
         model, names = _load_model_file(args.model)
         model_file = args.model

@@ -452,10 +452,12 @@ def trained_run(cfg: Config) -> RunLayout:
                 and (folder / "labels.json").is_file()
             )
             if others:
+                runs = (
+                    f"trained runs: {', '.join(others)}" if len(others) > 1 else f"a trained run, {others[0]}"
+                )
                 fix = (
-                    f"This data directory has trained run(s) {', '.join(others)}: choose one with "
-                    "--run-name NAME (FLOWERS_RUN_NAME=NAME), or run 03_train.ipynb (or `flowerlib train`) "
-                    f"to train {cfg.run!r}"
+                    f"This data directory has {runs}. Choose one with --run-name NAME (FLOWERS_RUN_NAME=NAME), "
+                    "or train this one with 03_train.ipynb (or `flowerlib train`)"
                 )
             else:
                 fix = "Run 03_train.ipynb (or `flowerlib train`) first, with the same configuration"

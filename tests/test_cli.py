@@ -349,6 +349,12 @@ def test_predict_with_no_readable_image_says_so_for_each(trained, tmp_path, caps
     errors = [line for line in err.splitlines() if line.startswith("flowerlib predict: error:")]
     assert len(errors) == 3 and "not an image" in errors[0] and "empty" in errors[1]
     assert "None of the 2 images could be read" in errors[2]
+    for images in (bad, bad[:1]):  # under --json still a list, each image with its error
+        code, out, err = _run(capsys, "predict", *images, "--json", "--data-dir", str(data_dir), *SMOKE)
+        assert code == 2 and "Traceback" not in err
+        results = json.loads(out)
+        assert [r["image"] for r in results] == images and all(set(r) == {"image", "error"} for r in results)
+        assert "not an image" in results[0]["error"]
 
 
 def test_predict_json_parses_and_respects_top_k(trained, capsys):
@@ -505,7 +511,7 @@ def test_missing_model_names_the_runs_that_have_one(tmp_path, capsys):
     code, _, err = _run(capsys, "predict", "x.jpg", "--data-dir", str(tmp_path), *SMOKE, "--run-name", "mine")
     assert code == 2
     _assert_one_line_error(
-        err, "runs/mine/model.keras", "trained run(s) mnv2, tiny-official:", "--run-name NAME"
+        err, "runs/mine/model.keras", "trained runs: mnv2, tiny-official.", "--run-name NAME"
     )
     assert "half" not in err
 
