@@ -423,23 +423,29 @@ def _reference_beside(model_file: Path) -> Any:
     return load_reference(path)  # a broken file is a NoveltyError that says what to do
 
 
-def _read_images(sources: Sequence[str], *, say_each: bool) -> tuple[list[Any], list[str | None]]:
+def _read_images(sources: Sequence[str], *, say_each: bool) -> tuple[list[Any], list[Exception | None]]:
     """Each image read and checked: the pictures that could be, and each source's error (None if read).
 
     With `say_each`, each error is printed as it is found (the others are still classified).
     """
     from flowerlib import prediction
 
-    images, errors = [], []
+    images: list[Any] = []
+    errors: list[Exception | None] = []
     for source in sources:
         try:
             images.append(prediction.load_image(source))
             errors.append(None)
         except USER_ERRORS as e:
-            errors.append(" ".join(str(e).split()))
+            errors.append(e)
             if say_each:
-                print(f"flowerlib predict: error: {errors[-1]}", file=sys.stderr)
+                print(f"flowerlib predict: error: {_one_line(e)}", file=sys.stderr)
     return images, errors
+
+
+def _one_line(error: BaseException) -> str:
+    """An error's message on one line, as `main` prints it."""
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 def cmd_predict(cfg: Config, args: argparse.Namespace) -> list[dict[str, Any]] | Partial:
@@ -462,15 +468,12 @@ def cmd_predict(cfg: Config, args: argparse.Namespace) -> list[dict[str, Any]] |
     single = len(args.images) == 1
     images, errors = _read_images(args.images, say_each=not single)  # before TensorFlow starts
     if not images:
-        message = (
-            errors[0]
-            if single
-            else f"None of the {len(errors)} images could be read (each one's error is above)."
-        )
+        message = f"None of the {len(errors)} images could be read (each one's error is above)."
         if getattr(args, "json", False):  # still a list, each image with its error
-            return Partial(
-                [{"image": s, "error": e} for s, e in zip(args.images, errors, strict=True)], message
-            )
+            records = [{"image": s, "error": _one_line(e)} for s, e in zip(args.images, errors, strict=True)]
+            return Partial(records, _one_line(errors[0]) if single else message)
+        if single:
+            raise errors[0]
         raise CommandError(message)
     if args.model is not None:
         model, names = _load_model_file(args.model)
@@ -511,7 +514,7 @@ def cmd_predict(cfg: Config, args: argparse.Namespace) -> list[dict[str, Any]] |
     if failed:  # the unreadable images in their places, with their errors
         found = iter(results)
         results = [
-            next(found) if error is None else {"image": source, "error": error}
+            next(found) if error is None else {"image": source, "error": _one_line(error)}
             for source, error in zip(args.images, errors, strict=True)
         ]
     if not getattr(args, "json", False):  # the JSON on stdout says it all
@@ -823,8 +826,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except USER_ERRORS as e:
         if debug:
             raise
-        message = " ".join(str(e).split()) or type(e).__name__
-        print(f"flowerlib {args.command}: error: {message}", file=sys.stderr)
+        print(f"flowerlib {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return EXIT_USER_ERROR
 
 
