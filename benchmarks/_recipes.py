@@ -16,6 +16,7 @@ RECIPES = {
     "64-160 px and enlarged back (bilinear): low resolution",
     "erase": "flip, rotation ±36°, zoom in ≤20 % (the default), then random erasing: half the views get "
     "a rectangle of noise over about 5-28 % of the image (keras.layers.RandomErasing)",
+    "colour": "flip, rotation ±36°, zoom in ≤20 % (the default), then the colour jitter of zoom-out-colour",
 }
 
 
@@ -54,9 +55,13 @@ def build(name: str, seed: int | None):
         keras.layers.RandomFlip("horizontal", seed=s(0)),
         keras.layers.RandomRotation(0.1, fill_mode="reflect", seed=s(1)),
     ]
-    zoom = {"crop": (-0.5, 0.0), "current": (-0.2, 0.0), "lowres": (-0.2, 0.0), "erase": (-0.2, 0.0)}.get(
-        name, (-0.2, 0.6)
-    )
+    zoom = {
+        "crop": (-0.5, 0.0),
+        "current": (-0.2, 0.0),
+        "lowres": (-0.2, 0.0),
+        "erase": (-0.2, 0.0),
+        "colour": (-0.2, 0.0),
+    }.get(name, (-0.2, 0.6))
     layers.append(keras.layers.RandomZoom(zoom, fill_mode="reflect", seed=s(2)))
     if "colour" in name:
         layers.append(
