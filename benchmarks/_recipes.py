@@ -55,13 +55,8 @@ def build(name: str, seed: int | None):
         keras.layers.RandomFlip("horizontal", seed=s(0)),
         keras.layers.RandomRotation(0.1, fill_mode="reflect", seed=s(1)),
     ]
-    zoom = {
-        "crop": (-0.5, 0.0),
-        "current": (-0.2, 0.0),
-        "lowres": (-0.2, 0.0),
-        "erase": (-0.2, 0.0),
-        "colour": (-0.2, 0.0),
-    }.get(name, (-0.2, 0.6))
+    # Zoom in up to 20 % (the default), 50 % for `crop`; the zoom-out recipes also zoom out up to 60 %.
+    zoom = (-0.5, 0.0) if name == "crop" else (-0.2, 0.6) if name.startswith("zoom-out") else (-0.2, 0.0)
     layers.append(keras.layers.RandomZoom(zoom, fill_mode="reflect", seed=s(2)))
     if "colour" in name:
         layers.append(

@@ -490,10 +490,13 @@ def cmd_predict(cfg: Config, args: argparse.Namespace) -> list[dict[str, Any]] |
         sure=sure,
         reference=_reference_beside(model_file),
     )
-    readable = [source for source, error in zip(args.images, errors, strict=True) if error is None]
-    results = []
-    for position, source in enumerate(readable):
+    results, position = [], 0  # every image in its place; `position` counts the readable ones
+    for source, error in zip(args.images, errors, strict=True):
+        if error is not None:
+            results.append({"image": source, "error": _one_line(error)})
+            continue
         rows = table[table["source"] == position].drop(columns="source")
+        position += 1
         answer = prediction.verdict(rows, sure)
         box = rows["box"].iloc[0]
         results.append(
@@ -510,13 +513,7 @@ def cmd_predict(cfg: Config, args: argparse.Namespace) -> list[dict[str, Any]] |
                 "closer_skipped": answer.closer_skipped,
             }
         )
-    failed = sum(error is not None for error in errors)
-    if failed:  # the unreadable images in their places, with their errors
-        found = iter(results)
-        results = [
-            next(found) if error is None else {"image": source, "error": _one_line(error)}
-            for source, error in zip(args.images, errors, strict=True)
-        ]
+    failed = len(args.images) - position
     if not getattr(args, "json", False):  # the JSON on stdout says it all
         for number, result in enumerate(r for r in results if "error" not in r):
             _say(*([""] if number else []), result["image"], f"  {result['sentence']}")
