@@ -198,6 +198,14 @@ def main(argv: list[str] | None = None) -> int:
         help="seed of the held-out photos (default: the run's seed); with --set seed=N it trains "
         "another seed on the same photos and unlike pictures",
     )
+    parser.add_argument(
+        "--average-seed",
+        type=int,
+        action="append",
+        default=[],
+        help="also train the run with this training seed on the same held-out photos (repeatable), "
+        "and score the mean of the models' probabilities (`predict_many` with a list of models)",
+    )
     parser.add_argument("--whole-only", action="store_true", help="skip the look-closer pass (faster)")
     parser.add_argument("--data-dir", default=common.DEFAULT_DATA_DIR)
     parser.add_argument("--no-write", action="store_true")
@@ -227,9 +235,16 @@ def main(argv: list[str] | None = None) -> int:
     counts = table["split"].value_counts().to_dict()
     with common.Stopwatch() as wall:
         result = train(cfg, table, verbose=1)
-    model = result.model
-
-    reference = load_reference(result.run.reference)  # train() writes it, also for an older run
+    models, references = [result.model], [load_reference(result.run.reference)]  # train() writes it
+    for extra in args.average_seed:  # the same photos: the main run's split seed
+        other, _, _ = named_run(
+            args.data_dir, [*args.set, f"seed={extra}"], args.split, args.split_seed or cfg.seed, args.recipe
+        )
+        trained = train(other, table, verbose=1)
+        models.append(trained.model)
+        references.append(load_reference(trained.run.reference))
+    if args.average_seed:
+        label += "-averaged_with_" + "_".join(map(str, args.average_seed))
     size = args.size or unlike.DEFAULT_SIZE
     records = unlike.make_unlike_set(val, cfg.data_dir, args.seed, per_kind=args.per_kind, size=size)
     pictures = [
@@ -253,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, sources, labels, kinds in pictures:
             t0 = time.perf_counter()
             top = predict_many(
-                model, sources, top_k=3, look_closer=look_closer, sure=args.sure, reference=reference
+                models, sources, top_k=3, look_closer=look_closer, sure=args.sure, reference=references
             )
             seconds = (time.perf_counter() - t0) / len(sources)
             first = top[top["rank"] == 1].reset_index(drop=True)
@@ -294,9 +309,15 @@ def main(argv: list[str] | None = None) -> int:
         import _recipes
 
         settings += f"; augmentation recipe `{args.recipe}`: {_recipes.RECIPES[args.recipe]}"
+    averaged = (
+        f", with training seeds {', '.join(str(s) for s in [cfg.seed, *args.average_seed])} and the mean "
+        "of the models' probabilities"
+        if args.average_seed
+        else ""
+    )
     body = "\n\n".join(
         [
-            f"MobileNetV2 ImageNet weights, `train.train(cfg)` on {TRAINED_ON[args.split]} "
+            f"MobileNetV2 ImageNet weights, `train.train(cfg)` on {TRAINED_ON[args.split]}{averaged} "
             f"({counts['train']:,} training, {counts['val']:,} validation images); "
             f"settings: {settings}. Unlike pictures: {args.per_kind} per kind from those validation photos, "
             f"{size} px square, "

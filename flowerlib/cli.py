@@ -407,6 +407,19 @@ def _load_model_file(path: Path) -> tuple[Any, list[str] | None]:
     return model, read_labels(labels, int(model.output_shape[-1]), fix=fix)
 
 
+def _load_models(paths: Sequence[Path]) -> tuple[list[Any], list[str] | None]:
+    """The models of --model (one or more, to average) and their class names, which must agree."""
+    loaded = [_load_model_file(path) for path in paths]
+    names = loaded[0][1]
+    for path, (_, other) in zip(paths[1:], loaded[1:], strict=True):
+        if other != names:
+            raise CommandError(
+                f"{path} names other classes than {paths[0]} (their labels.json differ): only models "
+                "trained on the same classes can be averaged."
+            )
+    return [model for model, _ in loaded], names
+
+
 def _reference_beside(model_file: Path) -> Any:
     """The `reference.npz` training wrote beside `model_file`, or None with a warning when there is none."""
     from flowerlib.novelty import load_reference
@@ -461,8 +474,9 @@ def cmd_predict(cfg: Config, args: argparse.Namespace) -> list[dict[str, Any]] |
     from flowerlib import evaluate, prediction
 
     sure = prediction.SURE_PROBABILITY if args.sure is None else args.sure
-    if args.model is not None:
-        _check_model_file(args.model)
+    if args.model:
+        for path in args.model:
+            _check_model_file(path)
     else:
         evaluate.trained_run(cfg)  # a missing model is said before any image is read
     single = len(args.images) == 1
@@ -475,20 +489,30 @@ def cmd_predict(cfg: Config, args: argparse.Namespace) -> list[dict[str, Any]] |
         if single:
             raise errors[0]
         raise CommandError(message)
-    if args.model is not None:
-        model, names = _load_model_file(args.model)
-        model_file = args.model
+    if args.model:
+        models, names = _load_models(args.model)
+        files = args.model
     else:
         model, names, run = evaluate.load_trained(cfg)
-        model_file = run.model
+        models, files = [model], [run.model]
+    references = [_reference_beside(path) for path in files]
+    if None in references and len(files) > 1:
+        references = None
+        print(
+            "flowerlib predict: warning: the unfamiliar-photo warning is off, as one of the models has no "
+            "reference.npz (above)",
+            file=sys.stderr,
+        )
+    if len(models) > 1:
+        _say(f"The mean of {len(models)} models' probabilities answers: {', '.join(map(str, files))}.", "")
     table = prediction.predict_many(
-        model,
+        models,
         images,
         top_k=args.top_k,
         class_names=names,
         look_closer=not args.no_look_closer,
         sure=sure,
-        reference=_reference_beside(model_file),
+        reference=references,
     )
     results, position = [], 0  # every image in its place; `position` counts the readable ones
     for source, error in zip(args.images, errors, strict=True):
@@ -739,10 +763,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--model",
         type=Path,
-        default=None,
+        action="append",
         metavar="FILE",
         help="a .keras model (class names from labels.json, the unfamiliar-photo reference from "
-        "reference.npz beside it); default: the configured run's model",
+        "reference.npz beside it); default: the configured run's model. Given several times, the "
+        "models' probabilities are averaged (models trained with other seeds: see the README)",
     )
     p.add_argument(
         "--no-look-closer",

@@ -493,6 +493,51 @@ def test_predict_with_a_model_file_uses_its_labels(trained, tmp_path, capsys):
     assert {p["name"] for p in result["predictions"]} <= set(names)
 
 
+def test_predict_averages_several_model_files(trained, tmp_path, capsys):
+    import shutil
+
+    data_dir, _ = trained
+    run = data_dir / "runs" / "tiny-official"
+    image = str(data_dir / "jpg" / "image_00003.jpg")
+    code, out, _ = _run(capsys, "predict", image, "--model", str(run / "model.keras"), "--json")
+    assert code == 0
+    (alone,) = json.loads(out)
+    # The same model twice: its own probabilities, the two references' votes agreeing.
+    code, out, err = _run(
+        capsys, "predict", image, "--model", str(run / "model.keras"), "--model", str(run / "model.keras")
+    )
+    assert code == 0 and "warning" not in err
+    assert out.startswith("The mean of 2 models' probabilities answers: ")
+    assert alone["sentence"] in out
+    copy = tmp_path / "copy"  # a second model without reference.npz: no unfamiliar-photo warning
+    copy.mkdir()
+    for name in ("model.keras", "labels.json"):
+        shutil.copy(run / name, copy / name)
+    code, out, err = _run(
+        capsys,
+        "predict",
+        image,
+        "--model",
+        str(run / "model.keras"),
+        "--model",
+        str(copy / "model.keras"),
+        "--json",
+    )
+    assert code == 0 and "no reference.npz beside" in err and "the unfamiliar-photo warning is off" in err
+    (both,) = json.loads(out)
+    assert both["familiar"] is None and both["predictions"][0]["name"] == alone["predictions"][0]["name"]
+    assert both["predictions"][0]["probability"] == pytest.approx(
+        alone["predictions"][0]["probability"], abs=1e-6
+    )
+    names = json.loads((copy / "labels.json").read_text())
+    (copy / "labels.json").write_text(json.dumps(names[::-1]))  # the same classes in another order
+    code, _, err = _run(
+        capsys, "predict", image, "--model", str(run / "model.keras"), "--model", str(copy / "model.keras")
+    )
+    assert code == 2
+    _assert_one_line_error(err, str(copy / "model.keras"), "names other classes than", "same classes")
+
+
 @pytest.mark.parametrize("command", ["evaluate", "predict"])
 def test_missing_model_says_what_to_run(command, tmp_path, capsys):
     extra = ["some.jpg"] if command == "predict" else []

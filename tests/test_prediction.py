@@ -22,8 +22,11 @@ SIZE = 32
 NAMES = ["red", "green", "blue"]
 
 
-def _colour_model():
-    """Classifier with the contract's layer names: class = dominant colour channel (R, G, B)."""
+def _colour_model(scale: float = 20.0, classes: int = 3):
+    """Classifier with the contract's layer names: class = dominant colour channel (R, G, B).
+
+    `scale` sets how confident it is; `classes` other than 3 gives extra classes that are never named.
+    """
     import keras
 
     inputs = keras.Input((SIZE, SIZE, 3), name="image")
@@ -33,9 +36,9 @@ def _colour_model():
     x = backbone(x, training=False)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     x = keras.layers.Dropout(0.0, name="dropout")(x)
-    dense = keras.layers.Dense(3, activation="softmax", name="predictions")
+    dense = keras.layers.Dense(classes, activation="softmax", name="predictions")
     outputs = dense(x)
-    dense.set_weights([np.eye(3, dtype=np.float32) * 20.0, np.zeros(3, np.float32)])
+    dense.set_weights([np.eye(3, classes, dtype=np.float32) * scale, np.zeros(classes, np.float32)])
     return keras.Model(inputs, outputs)
 
 
@@ -715,6 +718,62 @@ def test_whether_a_photo_looks_enlarged_is_judged_at_the_resolution_of_the_coars
     table = prediction.predict(model, _grey_with_red_corner(side=300), class_names=NAMES, reference=far)
     assert not table["familiar"].iloc[0] and abs(table["box"].iloc[0][2] - 0.25 * 300) < 4  # finer crops
     assert seen == [(92, 92)]
+
+
+def test_several_models_answer_with_their_mean_probabilities(model):
+    timid = _colour_model(scale=2.0)
+    photos = [np.full((40, 40, 3), RED, np.uint8), np.full((40, 40, 3), BLUE, np.uint8)]
+    alone = [
+        prediction.predict_many(m, photos, top_k=3, class_names=NAMES, look_closer=False)
+        for m in (model, timid)
+    ]
+    both = prediction.predict_many([model, timid], photos, top_k=3, class_names=NAMES, look_closer=False)
+    for source, name in enumerate(("red", "blue")):
+        probs = [t[t["source"] == source].set_index("name")["probability"] for t in (*alone, both)]
+        assert probs[0][name] > 0.99 and probs[1][name] < 0.9  # the two models differ...
+        pd.testing.assert_series_equal(
+            probs[2], ((probs[0] + probs[1]) / 2).loc[probs[2].index]
+        )  # ...and are averaged
+    assert both.groupby("source")["name"].first().tolist() == ["red", "blue"]
+    # a tuple works too, and looking closer averages the crops as well: the small red flower is found
+    closer = prediction.predict((model, timid), _grey_with_red_corner(), class_names=NAMES)
+    assert closer["view"].iloc[0] == "closer" and closer["name"].iloc[0] == "red"
+
+
+def test_several_models_call_a_photo_familiar_when_more_than_half_of_them_do(model):
+    from flowerlib.novelty import Reference
+
+    def knowing(feature):  # a reference of one training photo: pooled features = mean colour / 255
+        unit = np.asarray([feature], np.float32) / np.linalg.norm(feature)
+        return Reference(unit.astype(np.float16), threshold=0.05, quantile=0.95)
+
+    red = np.full((40, 40, 3), RED, np.uint8)
+    knows, not_red = knowing(np.array(RED, float)), knowing([0.0, 0.0, 1.0])
+    for references, familiar in (
+        ([knows, knows, not_red], True),  # two of three
+        ([knows, not_red, not_red], False),  # one of three
+        ([knows, not_red], False),  # one of two is not more than half
+        ([knows, knows], True),
+    ):
+        table = prediction.predict([model] * len(references), red, class_names=NAMES, reference=references)
+        assert bool(table["familiar"].iloc[0]) is familiar, references
+
+
+def test_models_that_cannot_be_averaged_are_refused(model):
+    from flowerlib.novelty import Reference
+
+    known = Reference(np.array([[1.0, 0.0, 0.0]], np.float16), threshold=0.05, quantile=0.95)
+    photo = np.full((40, 40, 3), RED, np.uint8)
+    with pytest.raises(PredictionError, match="same classes and input size"):
+        prediction.predict([model, _colour_model(classes=4)], photo)
+    with pytest.raises(PredictionError, match="No model given"):
+        prediction.predict([], photo)
+    with pytest.raises(PredictionError, match="one reference per model.*1 for 2 models"):
+        prediction.predict([model, model], photo, class_names=NAMES, reference=known)
+    with pytest.raises(PredictionError, match="one reference per model.*3 for 2 models"):
+        prediction.predict([model, model], photo, class_names=NAMES, reference=[known] * 3)
+    with pytest.raises(PredictionError, match="for every model or for none"):
+        prediction.predict([model, model], photo, class_names=NAMES, reference=[known, None])
 
 
 def test_verdict_rejects_a_table_mixing_views(model):
