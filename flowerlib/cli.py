@@ -372,7 +372,10 @@ def _check_model_file(path: Path) -> None:
     if not path.is_file():
         if path.exists():
             raise CommandError(f"--model must be a regular .keras file. Received {path}")
-        raise FileNotFoundError(f"No model file at {path}. Train one with `flowerlib train` first.")
+        raise FileNotFoundError(
+            f"No model file at {path}. Check the path: `flowerlib train` writes the model to "
+            "DATA_DIR/runs/RUN/model.keras (`flowerlib runs` lists the trained runs)."
+        )
 
 
 def _load_model_file(path: Path) -> tuple[Any, list[str] | None]:
@@ -409,12 +412,33 @@ def _load_model_file(path: Path) -> tuple[Any, list[str] | None]:
 
 def _load_models(paths: Sequence[Path]) -> tuple[list[Any], list[str] | None]:
     """The models of --model (one or more, to average) and their class names, which must agree."""
-    loaded = [_load_model_file(path) for path in paths]
-    names = loaded[0][1]
-    for path, (_, other) in zip(paths[1:], loaded[1:], strict=True):
-        if other != names:
+    seen: dict[Path, Path] = {}
+    for path in paths:
+        if path.resolve() in seen:
             raise CommandError(
-                f"{path} names other classes than {paths[0]} (their labels.json differ): only models "
+                f"--model {path} is the same file as --model {seen[path.resolve()]}: give each model once "
+                "(models to average are trained with different seeds, each in its own run)."
+            )
+        seen[path.resolve()] = path
+    labelled = [path.with_name("labels.json").exists() for path in paths]
+    if any(labelled) and not all(labelled):
+        raise CommandError(
+            f"{paths[labelled.index(False)]} has no labels.json beside it, so its classes cannot be checked "
+            "against the other models': copy labels.json from the run folder it came from."
+        )
+    loaded = [_load_model_file(path) for path in paths]
+    first, (model, names) = paths[0], loaded[0]
+    size, classes = model.input_shape[1], int(model.output_shape[-1])
+    for path, (other, other_names) in zip(paths[1:], loaded[1:], strict=True):
+        if (other.input_shape[1], int(other.output_shape[-1])) != (size, classes):
+            raise CommandError(
+                f"{path} takes {other.input_shape[1]}-px images and has {int(other.output_shape[-1])} classes, "
+                f"{first} {size}-px images and {classes} classes: only models trained with the same "
+                "--image-size on the same classes can be averaged."
+            )
+        if other_names != names:
+            raise CommandError(
+                f"{path} names other classes than {first} (their labels.json differ): only models "
                 "trained on the same classes can be averaged."
             )
     return [model for model, _ in loaded], names
@@ -552,7 +576,8 @@ def cmd_predict(cfg: Config, args: argparse.Namespace) -> list[dict[str, Any]] |
         return Partial(
             results,
             f"{failed} of {len(args.images)} images could not be read (each one's error is above); "
-            f"the other {len(args.images) - failed} were classified.",
+            f"the other {len(args.images) - failed} "
+            f"{'was' if len(args.images) - failed == 1 else 'were'} classified.",
         )
     return results
 

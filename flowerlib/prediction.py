@@ -669,7 +669,8 @@ def predict_many(
 
     Several models (trained with other seeds, each its own run) answer together:
     every view's probabilities are the mean of theirs (each calibrated by its own
-    temperature), and a photo is familiar when more than half of them find it so.
+    temperature), so a looked-closer crop is chosen on the mean too; a photo is
+    familiar when more than half of them find it so (with two, both must).
     Three averaged models named 2 points more held-out photos and 2-4 more unlike
     pictures right, for three times the time (`benchmarks/RESULTS.md`).
 
@@ -756,7 +757,7 @@ def predict_many(
 
 
 def predict(
-    model: keras.Model,
+    model: keras.Model | Sequence[keras.Model],
     source: Any,
     top_k: int = 5,
     class_names: Sequence[str] | None = None,
@@ -770,7 +771,8 @@ def predict(
 
     Args:
         model: a trained classifier (raw RGB 0..255 in, probabilities out), e.g.
-            `evaluate.load_trained(cfg).model`.
+            `evaluate.load_trained(cfg).model`, or a list of them to average (see
+            `predict_many`).
         source: a file path, an `http(s)://` URL, image bytes, a `PIL.Image.Image`
             or an array `(H, W)`, `(H, W, 3)`, `(H, W, 4)` in 0..255. Any size:
             it is resized and centre-cropped like the test images.

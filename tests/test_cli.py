@@ -499,29 +499,26 @@ def test_predict_averages_several_model_files(trained, tmp_path, capsys):
     data_dir, _ = trained
     run = data_dir / "runs" / "tiny-official"
     image = str(data_dir / "jpg" / "image_00003.jpg")
+
+    def copy(name: str, files=("model.keras", "labels.json", "reference.npz")) -> Path:
+        folder = tmp_path / name
+        folder.mkdir()
+        for file in files:
+            shutil.copy(run / file, folder / file)
+        return folder / "model.keras"
+
     code, out, _ = _run(capsys, "predict", image, "--model", str(run / "model.keras"), "--json")
     assert code == 0
     (alone,) = json.loads(out)
-    # The same model twice: its own probabilities, the two references' votes agreeing.
-    code, out, err = _run(
-        capsys, "predict", image, "--model", str(run / "model.keras"), "--model", str(run / "model.keras")
-    )
+    # A copy of the same model: its own probabilities, the two references' votes agreeing.
+    twin = copy("twin")
+    code, out, err = _run(capsys, "predict", image, "--model", str(run / "model.keras"), "--model", str(twin))
     assert code == 0 and "warning" not in err
     assert out.startswith("The mean of 2 models' probabilities answers: ")
     assert alone["sentence"] in out
-    copy = tmp_path / "copy"  # a second model without reference.npz: no unfamiliar-photo warning
-    copy.mkdir()
-    for name in ("model.keras", "labels.json"):
-        shutil.copy(run / name, copy / name)
+    bare = copy("bare", ("model.keras", "labels.json"))  # no reference.npz: no unfamiliar-photo warning
     code, out, err = _run(
-        capsys,
-        "predict",
-        image,
-        "--model",
-        str(run / "model.keras"),
-        "--model",
-        str(copy / "model.keras"),
-        "--json",
+        capsys, "predict", image, "--model", str(run / "model.keras"), "--model", str(bare), "--json"
     )
     assert code == 0 and "no reference.npz beside" in err and "the unfamiliar-photo warning is off" in err
     (both,) = json.loads(out)
@@ -529,13 +526,44 @@ def test_predict_averages_several_model_files(trained, tmp_path, capsys):
     assert both["predictions"][0]["probability"] == pytest.approx(
         alone["predictions"][0]["probability"], abs=1e-6
     )
-    names = json.loads((copy / "labels.json").read_text())
-    (copy / "labels.json").write_text(json.dumps(names[::-1]))  # the same classes in another order
+
+
+def test_predict_refuses_models_that_cannot_be_averaged(trained, tmp_path, capsys):
+    import shutil
+
+    data_dir, _ = trained
+    run = data_dir / "runs" / "tiny-official"
+    model = str(run / "model.keras")
+    image = str(data_dir / "jpg" / "image_00003.jpg")
     code, _, err = _run(
-        capsys, "predict", image, "--model", str(run / "model.keras"), "--model", str(copy / "model.keras")
+        capsys, "predict", image, "--model", model, "--model", str(run / ".." / run.name / "model.keras")
     )
     assert code == 2
-    _assert_one_line_error(err, str(copy / "model.keras"), "names other classes than", "same classes")
+    _assert_one_line_error(err, "is the same file as --model", "give each model once")
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(run / "model.keras", other / "model.keras")
+    code, _, err = _run(capsys, "predict", image, "--model", model, "--model", str(other / "model.keras"))
+    assert code == 2
+    _assert_one_line_error(err, "other/model.keras has no labels.json beside it", "copy labels.json")
+    names = json.loads((run / "labels.json").read_text())
+    import keras
+
+    inputs = keras.Input((48, 48, 3))  # a model of other input size, with the same labels
+    small = tmp_path / "small"
+    small.mkdir()
+    pooled = keras.layers.GlobalAveragePooling2D()(inputs)
+    keras.Model(inputs, keras.layers.Dense(len(names), activation="softmax")(pooled)).save(
+        small / "model.keras"
+    )
+    shutil.copy(run / "labels.json", small / "labels.json")
+    code, _, err = _run(capsys, "predict", image, "--model", model, "--model", str(small / "model.keras"))
+    assert code == 2
+    _assert_one_line_error(err, "small/model.keras takes 48-px images", "the same --image-size")
+    (other / "labels.json").write_text(json.dumps(names[::-1]))  # the same classes in another order
+    code, _, err = _run(capsys, "predict", image, "--model", model, "--model", str(other / "model.keras"))
+    assert code == 2
+    _assert_one_line_error(err, "names other classes than", "same classes")
 
 
 @pytest.mark.parametrize("command", ["evaluate", "predict"])
