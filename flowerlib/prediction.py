@@ -671,8 +671,8 @@ def predict_many(
     every view's probabilities are the mean of theirs (each calibrated by its own
     temperature), so a looked-closer crop is chosen on the mean too; a photo is
     familiar when more than half of them find it so (with two, both must).
-    Three averaged models named 2 points more held-out photos and 2-4 more unlike
-    pictures right, for three times the time (`benchmarks/RESULTS.md`).
+    Three averaged models named 2 points more held-out photos and 1-3 more unlike
+    pictures right than one, for about 2.5 times the time (`benchmarks/RESULTS.md`).
 
     Args:
         model: a trained classifier (raw RGB 0..255 in, probabilities out), or a
