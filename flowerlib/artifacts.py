@@ -292,6 +292,7 @@ RUN_COLUMNS = (
     "backbone",
     "image_size",
     "split",
+    "seed",
     "dropout",
     "fine_tune_epochs",
     "fine_tune_learning_rate",

@@ -679,7 +679,9 @@ def test_runs_lists_every_run_side_by_side_and_names_what_is_missing(tmp_path, c
     assert code == 0 and "no runs" in out
     good = root / "runs" / "good"
     good.mkdir(parents=True)
-    (good / "config.json").write_text(json_.dumps({"backbone": "tiny", "image_size": 64, "dropout": 0.2}))
+    (good / "config.json").write_text(
+        json_.dumps({"backbone": "tiny", "image_size": 64, "seed": 7, "dropout": 0.2})
+    )
     (good / "history.csv").write_text("phase,epoch,val_accuracy\nhead,1,0.5\nfine_tune,1,0.75\n")
     (good / "metrics.json").write_text(json_.dumps({"top1": 0.7, "top5": 0.9, "ece": 0.05}))
     broken = root / "runs" / "broken"
@@ -689,6 +691,7 @@ def test_runs_lists_every_run_side_by_side_and_names_what_is_missing(tmp_path, c
     rows = {r["run"]: r for r in json_.loads(out)}
     assert code == 0 and set(rows) == {"good", "broken"}
     assert rows["good"]["best_val_accuracy"] == 0.75 and rows["good"]["test_top1"] == 0.7
+    assert rows["good"]["seed"] == 7  # models trained with other seeds, to average, are told apart
     assert rows["good"]["note"] == ""
     assert "no config.json" in rows["broken"]["note"] and "metrics.json unreadable" in rows["broken"]["note"]
 
