@@ -559,8 +559,7 @@ def closer_boxes(
 
 def _models_and_references(model: Any, reference: Any) -> tuple[list[Any], list[Any]]:
     """`predict_many`'s models as a list, and one reference (loaded, or None) per model, checked."""
-    several = isinstance(model, list | tuple)
-    models = list(model) if several else [model]
+    models = list(model) if isinstance(model, list | tuple) else [model]
     if not models:
         raise PredictionError("No model given: pass a trained classifier, or a list of them to average.")
     outputs, size = int(models[0].output_shape[-1]), _model_input_size(models[0])
