@@ -670,8 +670,9 @@ def predict_many(
     every view's probabilities are the mean of theirs (each calibrated by its own
     temperature), so a looked-closer crop is chosen on the mean too; a photo is
     familiar when more than half of them find it so (with two, both must).
-    Three averaged models named 2 points more held-out photos and 1-3 more unlike
-    pictures right than one, for about 2.5 times the time (`benchmarks/RESULTS.md`).
+    Three averaged models named 2 points more of the held-out photos right than one
+    (1-3 points more of the unlike pictures, within the spread of training seeds), for
+    2.4-2.8 times the time (`benchmarks/RESULTS.md`).
 
     Args:
         model: a trained classifier (raw RGB 0..255 in, probabilities out), or a
