@@ -672,7 +672,7 @@ def predict_many(
     familiar when more than half of them find it so (with two, both must).
     Three averaged models named 2 points more of the held-out photos right than one
     (1-3 points more of the unlike pictures, within the spread of training seeds), for
-    2.4-2.8 times the time (`benchmarks/RESULTS.md`).
+    2.2-2.8 times the time (`benchmarks/RESULTS.md`).
 
     Args:
         model: a trained classifier (raw RGB 0..255 in, probabilities out), or a
