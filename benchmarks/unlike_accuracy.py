@@ -236,9 +236,10 @@ def main(argv: list[str] | None = None) -> int:
     with common.Stopwatch() as wall:
         result = train(cfg, table, verbose=1)
     models, references = [result.model], [load_reference(result.run.reference)]  # train() writes it
+    split_seed = cfg.seed if args.split_seed is None else args.split_seed
     for extra in args.average_seed:  # the same photos: the main run's split seed
         other, _, _ = named_run(
-            args.data_dir, [*args.set, f"seed={extra}"], args.split, args.split_seed or cfg.seed, args.recipe
+            args.data_dir, [*args.set, f"seed={extra}"], args.split, split_seed, args.recipe
         )
         trained = train(other, table, verbose=1)
         models.append(trained.model)
