@@ -101,10 +101,10 @@ def cutmix_views(rate: float = 0.5, num_classes: int = 102):
     class CutMixViews(train.CachedViews):
         def __getitem__(self, index):
             maps, labels = super().__getitem__(index)
-            onehot = np.eye(num_classes, dtype="float32")[labels]
+            own = np.eye(num_classes, dtype="float32")[labels]
             if not self.training:
-                return maps, onehot
-            source, maps, n, (h, w) = maps, maps.copy(), len(maps), maps.shape[1:3]
+                return maps, own
+            source, maps, onehot, n, (h, w) = maps, maps.copy(), own.copy(), len(maps), maps.shape[1:3]
             partner = self._rng.permutation(n)
             for i in np.flatnonzero(self._rng.random(n) < rate):
                 cut = np.sqrt(self._rng.random())  # the box's side over the map's: area u
@@ -113,7 +113,7 @@ def cutmix_views(rate: float = 0.5, num_classes: int = 102):
                 j = partner[i]
                 maps[i, y : y + bh, x : x + bw] = source[j, y : y + bh, x : x + bw]
                 share = bh * bw / (h * w)
-                onehot[i] = (1 - share) * onehot[i] + share * np.eye(num_classes, dtype="float32")[labels[j]]
+                onehot[i] = (1 - share) * own[i] + share * own[j]
             return maps, onehot
 
     return CutMixViews

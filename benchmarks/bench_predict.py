@@ -114,11 +114,11 @@ def main(argv: list[str] | None = None) -> int:
                     key = (name, "in process", "looking closer" if look_closer else "whole photo")
                     t0 = time.perf_counter()
                     table = predict_many(
-                        models[:count] if count > 1 else models[0],
+                        models[:count],
                         photos,
                         top_k=1,
                         look_closer=look_closer,
-                        reference=references[:count] if count > 1 else references[0],
+                        reference=references[:count],
                     )
                     per.setdefault(key, []).append(time.perf_counter() - t0)
                     if look_closer:
