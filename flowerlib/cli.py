@@ -379,11 +379,11 @@ def _check_model_file(path: Path) -> None:
 
 
 def _load_model_file(path: Path) -> tuple[Any, list[str] | None]:
-    """A `.keras` model given with --model, and the class names of `labels.json` beside it."""
+    """A `.keras` model given with --model (checked by `_check_model_file`), and the class names
+    of `labels.json` beside it."""
     from flowerlib.evaluate import read_labels
     from flowerlib.model import load_model
 
-    _check_model_file(path)
     model = load_model(path)  # a broken file is a ModelConfigError that names it
     labels = path.with_name("labels.json")
     if not labels.exists():
