@@ -636,7 +636,7 @@ _DATA_ENTRIES: dict[str, str | None] = {
     "imagelabels.mat": None,
     "setid.mat": None,
     "splits": r"\w+\.(csv|json)",
-    "cache": r"features-\w+\.npz",
+    "cache": r"features-\w+\.npz|activations-\w+\.npy",
     "runs": None,
     "dataset.json": None,
 }

@@ -666,6 +666,12 @@ def test_clean_data_refuses_a_folder_it_did_not_fill(tmp_path, capsys):
     _assert_one_line_error(err, "thesis.tex")
 
 
+def test_clean_data_knows_every_file_training_wrote(trained):
+    data_dir, _ = trained  # downloaded, split, trained (feature and feature-map caches), evaluated
+    assert any((data_dir / "cache").glob("activations-*.npy"))
+    assert cli._foreign_entries(data_dir) == []
+
+
 def test_clean_data_of_a_missing_folder_is_fine(tmp_path, capsys):
     code, out, _ = _run(capsys, "clean-data", "--yes", "--data-dir", str(tmp_path / "none"))
     assert code == 0 and "nothing to delete" in out
