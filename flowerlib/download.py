@@ -379,7 +379,10 @@ def download_file(
     except OSError as e:
         raise _write_error(e, target) from None
 
-    offline = "or download the files yourself and set FLOWERS_SOURCE to the archive or the extracted folder."
+    offline = (
+        "or download the files yourself and set FLOWERS_SOURCE to the archive or the extracted folder. "
+        "To try the project without the dataset, use synthetic data: --profile smoke (FLOWERS_PROFILE=smoke)."
+    )
     advice = f"Check the URL, FLOWERS_MIRROR and your network or proxy, {offline}"
     wrong = f"Nothing was kept: the server or mirror sends the wrong file. {advice}"
     downloader = _ResumingDownloader(expected, part, progress=progress, timeout=timeout)
@@ -453,10 +456,13 @@ def download_file(
         finally:
             _clean_stale_temporaries(target.parent)
     _forget(target)
-    raise DownloadError(
-        f"Downloading {url} failed after {retries + 1} attempt(s): {problem}. "
-        f"The bytes received so far are kept in {part.name} and the next run resumes there. {advice}"
+    received = part.stat().st_size if part.is_file() else 0
+    kept = (
+        f"The {received:,} bytes received so far are kept in {part.name} and the next run resumes there."
+        if received
+        else "Nothing was received."
     )
+    raise DownloadError(f"Downloading {url} failed after {retries + 1} attempt(s): {problem}. {kept} {advice}")
 
 
 @contextlib.contextmanager
@@ -958,6 +964,13 @@ def _is_done(layout: Layout, sources: Sources) -> bool:
 
 def _fetch(cfg: Config, layout: Layout, sources: Sources, *, progress: bool, **download_kw: Any) -> None:
     """Everything `fetch_dataset` does for a real dataset, under the data directory's lock."""
+    info = dataset_info(layout)
+    if info is not None and info.get("source") == "synthetic":
+        raise DownloadError(
+            f"{layout.root} holds synthetic data (the smoke profile's); fetching the real dataset there would "
+            "mix the two. Use another FLOWERS_DATA_DIR for the real dataset (by default each profile has its "
+            "own folder), or delete this one with `flowerlib clean-data --data-dir ...` first."
+        )
     layout.dataset_marker.unlink(missing_ok=True)
     download_kw["progress"] = progress
     source = cfg.source

@@ -105,7 +105,7 @@ def test_truncated_transfer_is_an_error_and_leaves_nothing_trusted(served, datas
     _, sources = dataset
     cfg = _config(tmp_path, mirror=served.url)
     served.fail("102flowers.tgz", "truncate")
-    with pytest.raises(DownloadError, match="failed after 1 attempt.*kept in 102flowers.tgz.part"):
+    with pytest.raises(DownloadError, match="failed after 1 attempt.*bytes received so far are kept in 102flowers.tgz.part"):
         download.fetch_dataset(cfg, sources=sources, **FAST)
     assert _trusted_leftovers(Layout(cfg.data_dir)) == []
 
@@ -168,10 +168,12 @@ def test_unreachable_mirror_is_a_clear_error(http_server, dataset, tmp_path):
     url = http_server.url
     http_server.shutdown()  # its port now refuses connections
     with pytest.raises(
-        DownloadError, match="failed after 2 attempt.*ConnectionError.*FLOWERS_SOURCE"
+        DownloadError, match="failed after 2 attempt.*ConnectionError.*Nothing was received.*FLOWERS_SOURCE"
     ) as info:
         download.fetch_dataset(_config(tmp_path, mirror=url), sources=sources, **{**FAST, "retries": 1})
     assert info.value.__suppress_context__ or info.value.__cause__ is None
+    assert "kept in" not in str(info.value)  # no bytes, no .part file: it does not claim one
+    assert "FLOWERS_PROFILE=smoke" in str(info.value)  # offline, the synthetic data still works
 
 
 def test_file_already_there_without_marker_is_hashed_not_downloaded(served, dataset, tmp_path):
@@ -326,6 +328,17 @@ def test_synthetic_never_overwrites_a_real_dataset(dataset, tmp_path):
     with pytest.raises(DownloadError, match="holds the real dataset.*FLOWERS_DATA_DIR"):
         download.fetch_dataset(smoke, progress=False)
     assert download.is_complete(Layout(tmp_path / "data"))
+
+
+def test_the_real_dataset_is_never_fetched_into_a_folder_of_synthetic_data(served, dataset, tmp_path):
+    _, sources = dataset
+    smoke = Config.for_profile("smoke", data_dir=tmp_path / "data")
+    layout = download.fetch_dataset(smoke, progress=False)
+    before = sorted(p.name for p in layout.root.iterdir())
+    with pytest.raises(DownloadError, match="holds synthetic data.*another FLOWERS_DATA_DIR.*clean-data"):
+        download.fetch_dataset(_config(tmp_path, mirror=served.url), sources=sources, **FAST)
+    assert sorted(p.name for p in layout.root.iterdir()) == before  # nothing deleted or half-written
+    assert download.fetch_dataset(smoke, progress=False) == layout  # still complete, not regenerated
 
 
 @pytest.mark.parametrize("mirror", ["http://", "http://exa mple/"])
