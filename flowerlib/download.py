@@ -462,7 +462,9 @@ def download_file(
         if received
         else "Nothing was received."
     )
-    raise DownloadError(f"Downloading {url} failed after {retries + 1} attempt(s): {problem}. {kept} {advice}")
+    raise DownloadError(
+        f"Downloading {url} failed after {retries + 1} attempt(s): {problem}. {kept} {advice}"
+    )
 
 
 @contextlib.contextmanager

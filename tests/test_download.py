@@ -105,7 +105,9 @@ def test_truncated_transfer_is_an_error_and_leaves_nothing_trusted(served, datas
     _, sources = dataset
     cfg = _config(tmp_path, mirror=served.url)
     served.fail("102flowers.tgz", "truncate")
-    with pytest.raises(DownloadError, match="failed after 1 attempt.*bytes received so far are kept in 102flowers.tgz.part"):
+    with pytest.raises(
+        DownloadError, match="failed after 1 attempt.*bytes received so far are kept in 102flowers.tgz.part"
+    ):
         download.fetch_dataset(cfg, sources=sources, **FAST)
     assert _trusted_leftovers(Layout(cfg.data_dir)) == []
 
