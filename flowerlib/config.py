@@ -307,8 +307,26 @@ class Config:
             key = ENV_PREFIX + f.name.upper()
             if key in env and env[key] != "":
                 values[f.name] = _parse(f.name, f.type, env[key], key)
+        from flowerlib.backbones import BACKBONES
+
+        if "backbone" in values and "backbone" not in overrides and values["backbone"] not in BACKBONES:
+            raise ConfigError(
+                f"Environment variable {ENV_PREFIX}BACKBONE={values['backbone']!r} names no backbone: "
+                f"use one of {sorted(BACKBONES)}, or unset it."
+            )
+        from_env = {name for name in values if name not in overrides}
+        if "profile" not in overrides and env.get(ENV_PREFIX + "PROFILE"):
+            from_env.add("profile")
         values.update({k: v for k, v in overrides.items() if k != "profile"})
-        return cls.for_profile(profile, **values)
+        try:
+            return cls.for_profile(profile, **values)
+        except ConfigError as e:  # say which variable holds the bad value
+            named = [name for name in sorted(from_env) if f"{name}=" in str(e)]
+            if not named:
+                raise
+            raise ConfigError(
+                f"Environment variable {ENV_PREFIX}{named[0].upper()}: {str(e).rstrip('.')}. Change or unset it."
+            ) from None
 
     def replace(self, **changes: Any) -> Config:
         """A copy with some fields changed (the object itself is frozen)."""
@@ -368,9 +386,14 @@ def _parse(name: str, type_: Any, raw: str, key: str) -> Any:
                 return low in _TRUE
             raise ValueError("expected one of 1/0, true/false, yes/no, on/off")
         if t.startswith("int"):
+            if not re.fullmatch(r"\s*[+-]?\d+\s*", raw):
+                raise ValueError("write a whole number, e.g. 32")
             return int(raw)
         if t.startswith("float"):
-            return float(raw)
+            try:
+                return float(raw)
+            except ValueError:
+                raise ValueError("write a number, e.g. 0.0001 or 1e-4") from None
         if t.startswith("Path"):
             return Path(raw)
         return raw

@@ -80,11 +80,21 @@ def test_weights_path_from_env_is_kept_as_a_string(tmp_path):
         ({"FLOWERS_IMAGE_SIZE": "16"}, "image_size=16"),
         ({"FLOWERS_LABEL_SMOOTHING": "1.0"}, "label_smoothing=1.0"),
         ({"FLOWERS_LABEL_SMOOTHING": "-0.1"}, "label_smoothing=-0.1"),
+        ({"FLOWERS_BACKBONE": "resnet"}, "'resnet' names no backbone: use one of .*'resnet50'"),
+        ({"FLOWERS_BATCH_SIZE": "abc"}, "'abc' is not valid for batch_size: write a whole number"),
+        ({"FLOWERS_DROPOUT": "half"}, "'half' is not valid for dropout: write a number"),
     ],
 )
-def test_bad_values_raise_a_clear_error_that_echoes_them(env, fragment):
-    with pytest.raises(ConfigError, match=fragment.replace("(", r"\(").replace("?", r"\?")):
+def test_bad_values_raise_a_clear_error_that_echoes_them_and_names_the_variable(env, fragment):
+    with pytest.raises(ConfigError, match=fragment.replace("(", r"\(").replace("?", r"\?")) as info:
         Config.from_env(env)
+    assert f"Environment variable {next(iter(env))}" in str(info.value)
+
+
+def test_a_bad_value_given_as_an_argument_is_not_blamed_on_the_environment():
+    with pytest.raises(ConfigError, match="patience") as info:
+        Config.from_env({"FLOWERS_SEED": "3"}, patience=-1)
+    assert "Environment variable" not in str(info.value)
 
 
 def test_config_is_frozen_and_replace_returns_a_copy():
