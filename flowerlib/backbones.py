@@ -178,6 +178,19 @@ def alpha_from_filename(filename: str) -> float | None:
     return None
 
 
+def backbone_from_filename(filename: str) -> str | None:
+    """The backbone a Keras weights file's name says it was saved from (e.g. `mobilenet_v2`), or None."""
+    name = filename.lower()
+    for backbone, pattern in (
+        ("mobilenet_v2", "mobilenet_v2"),
+        ("mobilenet", "mobilenet_"),
+        ("resnet50", "resnet50"),
+    ):
+        if pattern in name:
+            return backbone
+    return None
+
+
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 # What a file that is not HDF5 most often is, by its first bytes.
 _KNOWN_SIGNATURES = (
@@ -224,8 +237,8 @@ def resolve_weights(weights: str | Path | None) -> str | None:
     if not path.is_file():
         raise ModelConfigError(
             f"Weights file not found. Received weights={str(weights)!r}. Give 'imagenet' "
-            "(downloaded by Keras), None (random init), or the path of an existing weights "
-            "file (FLOWERS_WEIGHTS=/path/to/file.h5)."
+            "(downloaded by Keras), 'none' (random initial weights; None in Python), or the path of an "
+            "existing weights file (FLOWERS_WEIGHTS=/path/to/file.h5)."
         )
     try:
         kind = _file_kind(path)
@@ -253,11 +266,16 @@ def _load_weights_file(model: keras.Model, path: str, spec: BackboneSpec, alpha:
         try:
             model.load_weights(path)
         except (ValueError, KeyError, TypeError) as e:
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300].rstrip(" :")
+            named = backbone_from_filename(Path(path).name)
+            fix = (
+                f"Its name says it holds {named} weights: use --backbone {named} (FLOWERS_BACKBONE={named})"
+                if named not in (None, spec.name)
+                else f"Pick the backbone the file was saved from (known: {sorted(BACKBONES)}) or another file"
+            )
             raise ModelConfigError(
                 f"The weights file {path!r} does not match the {arch} architecture: it seems to "
-                f"be for another backbone or width. Keras said: {first} Pick the backbone the file "
-                f"was saved from (known: {sorted(BACKBONES)}) or another file."
+                f"be for another backbone or width. {fix}. (Keras said: {first}.)"
             ) from None
         except (OSError, EOFError, AttributeError) as e:  # h5py: truncated or damaged
             first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]

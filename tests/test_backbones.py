@@ -87,6 +87,12 @@ def test_weights_of_another_architecture_are_a_clear_error(tmp_path):
     with pytest.raises(ModelConfigError, match="mobilenet_v2") as e:
         get_backbone("mobilenet_v2").build(32, str(path))
     assert "does not match" in str(e.value)
+    assert "use --backbone mobilenet (FLOWERS_BACKBONE=mobilenet)" in str(e.value)  # its name says which
+    assert str(e.value).endswith(".)")  # Keras's words come last, in brackets, not cut mid-sentence
+    anonymous = tmp_path / "weights.h5"
+    path.rename(anonymous)
+    with pytest.raises(ModelConfigError, match=r"Pick the backbone the file was saved from \(known"):
+        get_backbone("mobilenet_v2").build(32, str(anonymous))
 
 
 def test_local_weights_file_round_trip(tmp_path):
