@@ -31,7 +31,7 @@ class ConfigError(FlowerlibError, ValueError):
 
 
 class ConfigWarning(UserWarning):
-    """A `FLOWERS_*` environment variable that no setting reads (probably a typo)."""
+    """A `FLOWERS_*` environment variable that no setting reads (probably a typo), or a relative path."""
 
 
 # FLOWERS_* variables read elsewhere than by a Config field.
@@ -307,6 +307,21 @@ class Config:
             key = ENV_PREFIX + f.name.upper()
             if key in env and env[key] != "":
                 values[f.name] = _parse(f.name, f.type, env[key], key)
+        relative = [
+            f"{ENV_PREFIX}{name.upper()}={env[ENV_PREFIX + name.upper()]}"
+            for name in ("data_dir", "source", "weights")
+            if isinstance(values.get(name), str | Path)
+            and values[name] != "imagenet"
+            and not Path(values[name]).expanduser().is_absolute()
+        ]
+        if relative:
+            warnings.warn(
+                f"{', '.join(relative)} is a relative path, read from the current folder ({Path.cwd()}): "
+                "a notebook runs in notebooks/, a command where you type it, so they would use different "
+                "folders. Give an absolute path.",
+                ConfigWarning,
+                stacklevel=2,
+            )
         from flowerlib.backbones import BACKBONES
 
         if "backbone" in values and "backbone" not in overrides and values["backbone"] not in BACKBONES:

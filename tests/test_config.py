@@ -124,6 +124,16 @@ def test_a_misspelt_flowers_variable_is_reported_not_silently_ignored():
     assert cfg.image_size == 224
 
 
+def test_a_relative_path_in_the_environment_is_warned_about(tmp_path, recwarn):
+    from flowerlib.config import ConfigWarning
+
+    with pytest.warns(ConfigWarning, match="FLOWERS_DATA_DIR=reldata is a relative path.*absolute"):
+        Config.from_env({"FLOWERS_DATA_DIR": "reldata"})
+    recwarn.clear()
+    Config.from_env({"FLOWERS_DATA_DIR": str(tmp_path), "FLOWERS_WEIGHTS": "imagenet"})
+    assert not [w for w in recwarn if "relative" in str(w.message)]
+
+
 def test_known_variables_raise_no_warning(recwarn):
     Config.from_env({"FLOWERS_PROFILE": "smoke", "FLOWERS_DEBUG": "1", "FLOWERS_SEED": "3"})
     assert not [w for w in recwarn if "unknown environment" in str(w.message)]
