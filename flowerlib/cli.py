@@ -610,7 +610,11 @@ def cmd_runs(cfg: Config, args: argparse.Namespace) -> list[dict[str, Any]]:
     if getattr(args, "json", False):
         return records
     if not records:
-        _say(f"no runs in {cfg.data_dir / 'runs'} yet: train one with `flowerlib train`")
+        from flowerlib.evaluate import other_profile_hint
+
+        _say(
+            f"no runs in {cfg.data_dir / 'runs'} yet: train one with `flowerlib train`.{other_profile_hint(cfg)}"
+        )
     else:
         _say(table.to_string(index=False, na_rep="-", float_format=lambda x: f"{x:.3g}"))
     return records

@@ -916,6 +916,18 @@ def fetch_dataset(
         DiskWriteError: the data directory is full, read-only or forbidden.
     """
     layout = Layout(cfg.data_dir)
+    ignored = [
+        f"{name}={value}"
+        for name, value in (("FLOWERS_SOURCE", cfg.source), ("FLOWERS_MIRROR", cfg.mirror))
+        if value
+    ]
+    if cfg.synthetic and ignored:
+        warnings.warn(
+            f"The {cfg.profile} profile draws its own synthetic data: {', '.join(ignored)} is not used. "
+            "For the real dataset, use the full profile.",
+            UserWarning,
+            stacklevel=2,
+        )
     sources = sources or OFFICIAL
     if cfg.mirror:
         sources = sources.with_base_url(cfg.mirror)

@@ -432,6 +432,21 @@ class TrainedModel(NamedTuple):
     run: RunLayout
 
 
+def other_profile_hint(cfg: Config) -> str:
+    """A sentence naming the other profile's trained runs, when `cfg` uses its profile's default
+    data directory and the other profile's default one has runs; else "" (the profiles keep
+    their data apart, so `flowerlib runs` after `flowerlib run --profile smoke` finds none)."""
+    from flowerlib.config import PROFILES, Config
+
+    if Path(cfg.data_dir) != Config.for_profile(cfg.profile).data_dir:
+        return ""
+    for other in (p for p in PROFILES if p != cfg.profile):
+        root = Config.for_profile(other).data_dir / "runs"
+        if root.is_dir() and any((folder / "model.keras").is_file() for folder in root.iterdir()):
+            return f" The {other} profile's data directory has trained runs: add --profile {other}."
+    return ""
+
+
 def trained_run(cfg: Config) -> RunLayout:
     """The folder of `cfg.run`, checked to hold a trained model and its labels (nothing is loaded).
 
@@ -462,7 +477,7 @@ def trained_run(cfg: Config) -> RunLayout:
             else:
                 fix = "Run 03_train.ipynb (or `flowerlib train`) first, with the same configuration"
             raise ModelNotFoundError(
-                f"No {what} at {path}. {fix} (data_dir={cfg.data_dir}, run={cfg.run!r})."
+                f"No {what} at {path}. {fix} (data_dir={cfg.data_dir}, run={cfg.run!r}).{other_profile_hint(cfg)}"
             )
     return run
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from flowerlib import cli
-from flowerlib.config import ConfigError
+from flowerlib.config import Config, ConfigError
 
 SUBCOMMANDS = ["download", "prepare", "train", "evaluate", "predict", "run", "clean-data"]
 # Tiny but complete: 10 classes x 8 images, 2 head epochs and 1 fine-tuning epoch.
@@ -700,6 +700,22 @@ def test_runs_lists_every_run_side_by_side_and_names_what_is_missing(tmp_path, c
     assert rows["good"]["seed"] == 7  # models trained with other seeds, to average, are told apart
     assert rows["good"]["note"] == ""
     assert "no config.json" in rows["broken"]["note"] and "metrics.json unreadable" in rows["broken"]["note"]
+
+
+def test_runs_and_predict_point_to_the_other_profiles_runs(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # the profiles' default data directories
+    smoke_run = Config.for_profile("smoke").data_dir / "runs" / "tiny-official"
+    assert tmp_path in smoke_run.parents
+    code, out, _ = _run(capsys, "runs")
+    assert code == 0 and "no runs" in out and "--profile" not in out  # nothing anywhere: nothing to point to
+    smoke_run.mkdir(parents=True)
+    (smoke_run / "model.keras").write_bytes(b"PK")
+    code, out, _ = _run(capsys, "runs")
+    assert code == 0 and "The smoke profile's data directory has trained runs: add --profile smoke." in out
+    code, _, err = _run(capsys, "predict", str(tmp_path / "photo.jpg"))
+    assert code != 0 and "add --profile smoke" in err
+    code, out, _ = _run(capsys, "runs", "--data-dir", str(tmp_path / "mine"))
+    assert "--profile" not in out  # a data directory of one's own is not a profile's default
 
 
 def test_train_json_prints_only_the_summary_and_says_the_run_was_loaded(trained, capsys):

@@ -323,6 +323,12 @@ def test_synthetic_is_generated_once_and_regenerated_when_parameters_change(tmp_
     assert len(list(layout.jpg_dir.iterdir())) == 24
 
 
+def test_synthetic_data_says_it_does_not_use_a_source_folder(tmp_path):
+    smoke = Config.for_profile("smoke", data_dir=tmp_path / "data", source=tmp_path / "flowers")
+    with pytest.warns(UserWarning, match="synthetic data: FLOWERS_SOURCE=.*flowers is not used"):
+        download.fetch_dataset(smoke, progress=False)
+
+
 def test_synthetic_never_overwrites_a_real_dataset(dataset, tmp_path):
     root, sources = dataset
     download.fetch_dataset(_config(tmp_path, source=root / "extracted"), sources=sources, **FAST)
