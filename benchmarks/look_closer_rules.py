@@ -3,9 +3,10 @@
 Reuses (or trains) the MobileNetV2 run of `unlike_accuracy.py` for `--split`, then
 scores, once per picture, every view a rule may use: the whole photo, square
 crops on a grid of scales (`GRID`, one more scale than `prediction.LOOK_CLOSER_GRID`)
-and the mirror image of each. The probabilities are saved under the run
-(`look-closer-views-<seed>.npz`; a rerun with the same pictures reuses them and
-says so). Each rule then picks an answer from those views in NumPy, so every
+and the mirror image of each (`--no-mirrors`: none, half the time, and the rules
+that need them are left out). The probabilities, and each view's distance to the
+nearest training photo, are saved under the run (`look-closer-views-<seed>.npz`; a
+rerun with the same pictures reuses them and says so). Each rule then picks an answer from those views in NumPy, so every
 rule sees exactly the same pictures and model outputs:
 
 - `whole`: the whole photo only;
@@ -20,6 +21,10 @@ rule sees exactly the same pictures and model outputs:
 - `vote-topN`: the class named most often by the N most confident crops;
 - variants with the smaller scale, mirrored crops (`c+m`: each crop averaged
   with its mirror image), other candidate counts, or another threshold;
+- `familiar crops first` (the library's rule now) / `only`: only the crops that
+  are themselves familiar (near a training photo, as `flowerlib.novelty` judges
+  whole photos) compete, when there are any / always; `crops nearer than the
+  whole photo`: only crops nearer a training photo than the whole photo is;
 - `enlarged photos whole`: a photo that `prediction.looks_enlarged` (at the
   resolution the crops are taken at) keeps its whole-photo answer, as in the library.
 
@@ -37,6 +42,8 @@ and confirm it on the other, and on the other split's model.
 
     .venv/bin/python benchmarks/look_closer_rules.py --split trainval --seed 0 --seed 1
     .venv/bin/python benchmarks/look_closer_rules.py --split trainval --set seed=7   # another trained model
+    .venv/bin/python benchmarks/look_closer_rules.py --split trainval --set seed=7 --split-seed 42 \
+        --seed 0 --seed 1 --size 768 --no-mirrors --no-write   # seed 7 on seed 42's photos, 768-px pictures
 """
 
 from __future__ import annotations
@@ -53,33 +60,40 @@ SECTION = "look_closer_rules"
 GRID: tuple[tuple[float, int], ...] = ((0.7, 2), (0.5, 3), (0.35, 4), (0.25, 5))
 
 
-def score_views(model, sources, reference, size: int, batch_size: int = 64) -> dict[str, np.ndarray]:
-    """Probabilities of every view of every source: whole, crops on `GRID`, and their mirrors."""
+def score_views(
+    model, sources, reference, size: int, batch_size: int = 64, mirrors: bool = True
+) -> dict[str, np.ndarray]:
+    """Probabilities of every view of every source (whole, crops on `GRID`, and their mirrors), and
+    each view's cosine distance to the nearest training photo (`reference`; 0 without one)."""
     from flowerlib.pipeline import resize_and_crop
-    from flowerlib.prediction import _bounded, _run, _with_features, closer_boxes, load_image
+    from flowerlib.prediction import _bounded, _with_features, closer_boxes, load_image
 
     keep = int(np.ceil(size / min(s for s, _ in GRID)))
-    probs, picture, scale, mirror, wholes, shorter = [], [], [], [], [], []
+    scoring = model if reference is None else _with_features(model)
+    probs, distance, picture, scale, mirror, shorter = [], [], [], [], [], []
     pending: list[np.ndarray] = []
 
     def flush() -> None:
         if pending:
-            out = np.asarray(model.predict_on_batch(np.stack(pending)))
-            probs.append(out.astype(np.float32))
+            out = scoring.predict_on_batch(np.stack(pending))
+            if reference is None:
+                probs.append(np.asarray(out, np.float32))
+                distance.append(np.zeros(len(pending)))
+            else:
+                probs.append(np.asarray(out[0], np.float32))
+                distance.append(reference.distance(np.asarray(out[1])))
             pending.clear()
 
     for i, source in enumerate(sources):
         image = load_image(source)
         shorter.append(min(image.shape[:2]))
-        whole = resize_and_crop(image, size).numpy()
-        wholes.append(whole)
         small = _bounded(image, keep)
-        views = [(whole, 1.0)]
+        views = [(resize_and_crop(image, size).numpy(), 1.0)]
         for s, k in GRID:
             for t, x, side in closer_boxes(*small.shape[:2], grid=((s, k),)):
                 views.append((resize_and_crop(small[t : t + side, x : x + side], size).numpy(), s))
         for view, s in views:
-            for flipped in (False, True):
+            for flipped in (False, True) if mirrors else (False,):
                 pending.append(view[:, ::-1] if flipped else view)
                 picture.append(i)
                 scale.append(s)
@@ -87,42 +101,55 @@ def score_views(model, sources, reference, size: int, batch_size: int = 64) -> d
                 if len(pending) == batch_size:
                     flush()
     flush()
-    if reference is None:
-        familiar = np.ones(len(sources), bool)
-    else:  # the whole photos' pooled features, as predict_many computes them
-        familiar = reference.familiar(_run(_with_features(model), np.stack(wholes), batch_size)[1])
+    picture, scale, mirror, distance = map(np.asarray, (picture, scale, mirror, np.concatenate(distance)))
+    # a photo is familiar as predict_many finds it: by its whole view's distance
+    threshold = np.inf if reference is None else reference.threshold
     return {
         "probs": np.concatenate(probs),
-        "picture": np.asarray(picture),
+        "picture": picture,
         "scale": np.asarray(scale, np.float64),
-        "mirror": np.asarray(mirror),
-        "familiar": np.asarray(familiar, bool),
+        "mirror": mirror,
+        "distance": distance,
+        "threshold": np.float64(threshold),
+        "familiar": distance[(scale == 1.0) & ~mirror] <= threshold,
         "shorter": np.asarray(shorter),
     }
 
 
 def _views(
     v: dict[str, np.ndarray], i: int, scales, mirrors: bool | str, min_side: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
-    """(whole-photo probabilities, crop probabilities) of picture `i` for a rule.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(whole-photo probabilities, crop probabilities, whether each crop is familiar) of picture `i`.
 
     `min_side`: leave out crops smaller than this many of the photo's own pixels.
     """
     rows = v["picture"] == i
     p, s, m = v["probs"][rows], v["scale"][rows], v["mirror"][rows]
+    d = v["distance"][rows] / v["threshold"]  # familiar when at most 1
     whole = p[(s == 1.0) & ~m][0]
     chosen = np.isclose(s[:, None], np.asarray(scales)[None]).any(axis=1) & (s * v["shorter"][i] >= min_side)
     if mirrors == "avg":  # each crop averaged with its mirror image (stored right after it)
-        return whole, p[chosen].reshape(-1, 2, p.shape[1]).mean(axis=1)
-    return whole, p[chosen & (bool(mirrors) | ~m)]
+        pairs = d[chosen].reshape(-1, 2).min(axis=1)
+        return whole, p[chosen].reshape(-1, 2, p.shape[1]).mean(axis=1), (d[(s == 1.0) & ~m][0], pairs)
+    keep = chosen & (bool(mirrors) | ~m)
+    return whole, p[keep], (d[(s == 1.0) & ~m][0], d[keep])
 
 
-def rule_max(candidates, unfamiliar_candidates=None):
+def rule_max(candidates, unfamiliar_candidates=None, crops_near=None):
     """The most confident crop, among the whole photo's `candidates` leading classes
-    (`unfamiliar_candidates` when the photo is unfamiliar; None: any class)."""
+    (`unfamiliar_candidates` when the photo is unfamiliar; None: any class).
 
-    def rule(whole, crops, familiar):
+    `crops_near`: None, every crop competes; "first", only the crops that are
+    themselves familiar (near a training photo) when there are any; "only", only
+    those (none: the whole photo answers); "nearer", only the crops nearer to a
+    training photo than the whole photo is."""
+
+    def rule(whole, crops, familiar, near):
         n = candidates if familiar else unfamiliar_candidates
+        whole_d, crop_d = near
+        keep = crop_d < whole_d if crops_near == "nearer" else crop_d <= 1
+        if crops_near is not None and (keep.any() or crops_near != "first"):
+            crops = crops[keep]
         if not len(crops):
             return whole
         best = crops[crops.max(axis=1).argmax()]
@@ -133,19 +160,19 @@ def rule_max(candidates, unfamiliar_candidates=None):
 
 
 def rule_mean_top(n):
-    def rule(whole, crops, familiar):
+    def rule(whole, crops, familiar, near):
         top = crops[np.argsort(-crops.max(axis=1))[:n]]
         return np.concatenate([whole[None], top]).mean(axis=0)
 
     return rule
 
 
-def rule_mean_all(whole, crops, familiar):
+def rule_mean_all(whole, crops, familiar, near):
     return np.concatenate([whole[None], crops]).mean(axis=0)
 
 
 def rule_vote_top(n):
-    def rule(whole, crops, familiar):
+    def rule(whole, crops, familiar, near):
         top = crops[np.argsort(-crops.max(axis=1))[:n]]
         votes = np.bincount(top.argmax(axis=1), minlength=len(whole)).astype(float)
         return votes + 1e-3 * top.sum(axis=0)  # ties go to the larger summed probability
@@ -194,7 +221,7 @@ def training_photo_shares(train, data_dir, size: int, n: int = 200, seed: int = 
 SMALL = (0.7, 0.5, 0.35)
 ALL = (0.7, 0.5, 0.35, 0.25)
 RULES = {
-    "whole": (lambda whole, crops, familiar: whole, SMALL, False),
+    "whole": (lambda whole, crops, familiar, near: whole, SMALL, False),
     "max-top3 (crops of any size)": (rule_max(3), SMALL, False),
     "max-top3, mirrored crops": (rule_max(3), SMALL, True),
     "max-top3, crop+mirror mean": (rule_max(3), SMALL, "avg"),
@@ -209,8 +236,32 @@ RULES = {
         None,
         True,
     ),
-    "the same, + 0.25 when unfamiliar (the library now)": (
+    "the same, + 0.25 when unfamiliar (the library until 2026-12-03)": (
         rule_max(3),
+        {True: (SMALL, 112), False: (ALL, 112)},
+        False,
+        0,
+        None,
+        True,
+    ),
+    "the same, familiar crops first (the library now)": (
+        rule_max(3, crops_near="first"),
+        {True: (SMALL, 112), False: (ALL, 112)},
+        False,
+        0,
+        None,
+        True,
+    ),
+    "the same, familiar crops only": (
+        rule_max(3, crops_near="only"),
+        {True: (SMALL, 112), False: (ALL, 112)},
+        False,
+        0,
+        None,
+        True,
+    ),
+    "the same, crops nearer than the whole photo": (
+        rule_max(3, crops_near="nearer"),
         {True: (SMALL, 112), False: (ALL, 112)},
         False,
         0,
@@ -261,11 +312,11 @@ def answers(
         familiar = bool(v["familiar"][i])
         # `scales` may be {familiar: (scales, min_side)}: other crops for unfamiliar photos.
         own_scales, own_min = scales[familiar] if isinstance(scales, dict) else (scales, min_side)
-        whole, crops = _views(v, i, own_scales, mirrors, own_min)
+        whole, crops, near = _views(v, i, own_scales, mirrors, own_min)  # near: (whole, crop) distances
         if (whole.max() >= sure and familiar) or (skip_enlarged and v["enlarged"][i]):
             out.append(int(whole.argmax()))
         else:
-            out.append(int(np.asarray(rule(whole, crops, familiar)).argmax()))
+            out.append(int(np.asarray(rule(whole, crops, familiar, near)).argmax()))
     return np.asarray(out)
 
 
@@ -288,6 +339,11 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         help="seed of the held-out photos, as in unlike_accuracy.py (reuses its run)",
     )
+    parser.add_argument(
+        "--no-mirrors",
+        action="store_true",
+        help="score no mirror images (half the time; skips the rules that use them)",
+    )
     parser.add_argument("--data-dir", default=common.DEFAULT_DATA_DIR)
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
@@ -297,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from flowerlib import unlike
     from flowerlib.novelty import load_reference
-    from flowerlib.prediction import ENLARGED_LEVELS, SURE_PROBABILITY, load_image
+    from flowerlib.prediction import ENLARGED_LEVELS, SURE_PROBABILITY
     from flowerlib.train import train
 
     cfg, label, args.split_seed = ua.named_run(args.data_dir, args.set, args.split, args.split_seed)
@@ -315,11 +371,11 @@ def main(argv: list[str] | None = None) -> int:
     sets = [("held-out photos", None), ("thumbnails", "thumb")] + [
         (f"unlike, seed {s}", s) for s in args.seeds
     ]
-    scored = {}
+    scored, mirror_tag = {}, "-no-mirrors" if args.no_mirrors else ""
     for name, seed in sets:
         cache = (
             Path(result.run.root)
-            / f"look-closer-views-{'val' if seed is None else seed}-{args.per_kind}{tag if seed in (None, 'thumb') else size_tag}.npz"
+            / f"look-closer-views-{'val' if seed is None else seed}-{args.per_kind}{tag if seed in (None, 'thumb') else size_tag}{mirror_tag}.npz"
         )
         if seed is None:
             sources, labels, kinds = (
@@ -338,14 +394,14 @@ def main(argv: list[str] | None = None) -> int:
                 records["label"].to_numpy(),
                 records["kind"].to_numpy(),
             )
-        if cache.exists():
+        v = dict(np.load(cache)) if cache.exists() else {}
+        if "distance" in v:
             print(f"Reusing the scored views of {name} from {cache}.")
-            v = dict(np.load(cache))
-            if "shorter" not in v:  # scored before the sizes were kept
-                v["shorter"] = np.array([min(load_image(x).shape[:2]) for x in sources])
         else:
+            if v:
+                print(f"Scoring the views of {name} again: {cache} has no distances to the training photos.")
             t0 = time.perf_counter()
-            v = score_views(model, sources, reference, size)
+            v = score_views(model, sources, reference, size, mirrors=not args.no_mirrors)
             print(
                 f"Scored {len(v['probs']):,} views of {name} in {time.perf_counter() - t0:.0f} s; saved to {cache}."
             )
@@ -355,6 +411,8 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = []
     for rule_name, (rule, scales, mirrors, *more) in RULES.items():
+        if mirrors and args.no_mirrors:
+            continue
         min_side, gate, skip = (more + [0, None, False][len(more) :])[:3]
         gate = SURE_PROBABILITY if gate is None else gate
         row = {"rule": rule_name}

@@ -804,7 +804,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="classify the whole photo only; by default, when it gives no sure answer, 29 crops of a "
         "square photo (more of a wider one; 54 of an unfamiliar photo of at least 448 px; none "
         "narrower than half the model's input: 112 px at 224; none of a photo that looks enlarged "
-        "from a smaller one) are scored too and the most confident view answers (never as sure)",
+        "from a smaller one) are scored too and the most confident view answers (never as sure; crops that look "
+        "like a training photo first)",
     )
     add_json(p, "the predictions and the answers")
     p = add("run", cmd_run, "all four steps in order: download, prepare, train, evaluate")

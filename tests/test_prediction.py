@@ -642,6 +642,18 @@ def _reference_of_reds_and_blues():
     return fit_reference(centres[rng.integers(0, 2, 40)] + 0.02 * rng.normal(size=(40, 3)), centres + 0.03)
 
 
+def _knowing(feature, threshold=0.05):
+    """A reference of one training photo whose pooled features (mean colour / 255) point along `feature`."""
+    from flowerlib.novelty import Reference
+
+    unit = np.asarray([feature], np.float32) / np.linalg.norm(feature)
+    return Reference(unit.astype(np.float16), threshold=threshold, quantile=0.95)
+
+
+#: Knows red flowers: a grey photo is unfamiliar (cosine distance 0.28), a crop holding some red is not.
+KNOWS_RED = _knowing(np.array(RED, float), threshold=0.25)
+
+
 def test_a_photo_unlike_every_training_photo_is_marked_and_never_sure(model, tmp_path):
     from flowerlib.novelty import save_reference
 
@@ -678,16 +690,10 @@ def test_a_reference_needs_a_classifier_with_a_pool_layer_and_the_right_features
 
 
 def test_an_unfamiliar_photo_is_also_looked_at_in_finer_crops(model):
-    from flowerlib.novelty import Reference
-
-    def knowing(feature):  # a reference of one training photo: pooled features = mean colour / 255
-        unit = np.asarray([feature], np.float32) / np.linalg.norm(feature)
-        return Reference(unit.astype(np.float16), threshold=0.05, quantile=0.95)
-
     photo = _grey_with_red_corner(side=300, patch=40)  # greyish: familiar to the first, not the second
     answers = {}
-    for name, known in (("familiar", [1.0, 1.0, 1.0]), ("unfamiliar", [0.0, 0.0, 1.0])):
-        table = prediction.predict(model, photo, class_names=NAMES, reference=knowing(known))
+    for name, reference in (("familiar", _knowing([1.0, 1.0, 1.0])), ("unfamiliar", KNOWS_RED)):
+        table = prediction.predict(model, photo, class_names=NAMES, reference=reference)
         assert bool(table["familiar"].iloc[0]) == (name == "familiar") and table["view"].iloc[0] == "closer"
         answers[name] = table
     # the crops are taken from the photo shrunk for this 32-px model: sides within a few pixels
@@ -698,7 +704,7 @@ def test_an_unfamiliar_photo_is_also_looked_at_in_finer_crops(model):
     top, left, side = answers["unfamiliar"]["box"].iloc[0]
     assert top <= 260 <= top + side and left <= 30 <= left + side  # the red square's centre is inside
     # the finer crops too must be at least half the model's input: 0.25 x 60 px is under 16 px
-    small = prediction.predict(model, photo[::5, ::5], class_names=NAMES, reference=knowing([0, 0, 1.0]))
+    small = prediction.predict(model, photo[::5, ::5], class_names=NAMES, reference=KNOWS_RED)
     assert small["view"].iloc[0] == "closer" and small["box"].iloc[0][2] == round(0.35 * 60)
 
 
@@ -706,7 +712,6 @@ def test_whether_a_photo_looks_enlarged_is_judged_at_the_resolution_of_the_coars
     # The finer crops of an unfamiliar photo are cut from a larger copy (SIZE / 0.25 = 128 px);
     # at that size a small sharp flower in a large blurred frame could pass for a blown-up
     # thumbnail, so the check sees the copy the coarser crops need (SIZE / 0.35 = 92 px).
-    from flowerlib.novelty import Reference
 
     seen, real = [], prediction.looks_enlarged
     monkeypatch.setattr(
@@ -714,8 +719,7 @@ def test_whether_a_photo_looks_enlarged_is_judged_at_the_resolution_of_the_coars
         "looks_enlarged",
         lambda image, *a, **k: seen.append(image.shape[:2]) or real(image, *a, **k),
     )
-    far = Reference(np.array([[0.0, 0.0, 1.0]], np.float16), threshold=0.01, quantile=0.95)  # only blue known
-    table = prediction.predict(model, _grey_with_red_corner(side=300), class_names=NAMES, reference=far)
+    table = prediction.predict(model, _grey_with_red_corner(side=300), class_names=NAMES, reference=KNOWS_RED)
     assert not table["familiar"].iloc[0] and abs(table["box"].iloc[0][2] - 0.25 * 300) < 4  # finer crops
     assert seen == [(92, 92)]
 
@@ -741,14 +745,8 @@ def test_several_models_answer_with_their_mean_probabilities(model):
 
 
 def test_several_models_call_a_photo_familiar_when_more_than_half_of_them_do(model):
-    from flowerlib.novelty import Reference
-
-    def knowing(feature):  # a reference of one training photo: pooled features = mean colour / 255
-        unit = np.asarray([feature], np.float32) / np.linalg.norm(feature)
-        return Reference(unit.astype(np.float16), threshold=0.05, quantile=0.95)
-
     red = np.full((40, 40, 3), RED, np.uint8)
-    knows, not_red = knowing(np.array(RED, float)), knowing([0.0, 0.0, 1.0])
+    knows, not_red = _knowing(np.array(RED, float)), _knowing([0.0, 0.0, 1.0])
     for references, familiar in (
         ([knows, knows, not_red], True),  # two of three
         ([knows, not_red, not_red], False),  # one of three
@@ -794,9 +792,31 @@ def test_a_crop_may_name_a_class_the_whole_photo_did_not_consider_only_when_the_
     monkeypatch.setattr(prediction, "CLOSER_CANDIDATES", 1)  # now only green may be confirmed by a crop
     kept = prediction.predict(model, photo, class_names=NAMES)
     assert kept["view"].iloc[0] == "whole" and kept["name"].iloc[0] == "green"
-    from flowerlib.novelty import Reference
-
-    far = Reference(np.array([[0.0, 0.0, 1.0]], np.float16), threshold=0.01, quantile=0.95)  # only blue known
-    unfamiliar = prediction.predict(model, photo, class_names=NAMES, reference=far)
+    unfamiliar = prediction.predict(model, photo, class_names=NAMES, reference=KNOWS_RED)
     assert not unfamiliar["familiar"].iloc[0]
     assert unfamiliar["view"].iloc[0] == "closer" and unfamiliar["name"].iloc[0] == "red"
+
+
+def test_crops_that_look_like_a_training_photo_come_first(model):
+    # A grey photo with a large red square and a smaller blue one: the most confident crop shows
+    # red. A model that was trained on blue flowers only finds the blue crops familiar, so one of
+    # them answers; with no familiar crop (or no reference) every crop competes, as before.
+    photo = _grey_with_red_corner()
+    photo[20:50, 250:280] = BLUE
+    knows_blue = _knowing(np.array(BLUE, float), threshold=0.22)
+    answers = {
+        name: prediction.predict(model, photo, class_names=NAMES, reference=reference)
+        for name, reference in (("blue", knows_blue), ("red", KNOWS_RED), ("none", None))
+    }
+    assert not answers["blue"]["familiar"].iloc[0] and not answers["red"]["familiar"].iloc[0]
+    assert {name: table["name"].iloc[0] for name, table in answers.items()} == {
+        "blue": "blue",
+        "red": "red",
+        "none": "red",
+    }
+    assert all(table["view"].iloc[0] == "closer" for table in answers.values())
+    top, left, side = answers["blue"]["box"].iloc[0]
+    assert top <= 35 <= top + side and left <= 265 <= left + side  # the blue square's centre is inside
+    nothing_known = _knowing([0.0, 1.0, 0.0], threshold=0.01)  # no crop familiar: every crop competes
+    fallback = prediction.predict(model, photo, class_names=NAMES, reference=nothing_known)
+    assert fallback["view"].iloc[0] == "closer" and fallback["name"].iloc[0] == "red"
