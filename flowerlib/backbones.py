@@ -266,7 +266,7 @@ def _load_weights_file(model: keras.Model, path: str, spec: BackboneSpec, alpha:
         try:
             model.load_weights(path)
         except (ValueError, KeyError, TypeError) as e:
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300].rstrip(" :")
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300].rstrip(" :.")
             named = backbone_from_filename(Path(path).name)
             fix = (
                 f"Its name says it holds {named} weights: use --backbone {named} (FLOWERS_BACKBONE={named})"
