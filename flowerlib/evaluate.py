@@ -442,8 +442,11 @@ def other_profile_hint(cfg: Config) -> str:
         return ""
     for other in (p for p in PROFILES if p != cfg.profile):
         root = Config.for_profile(other).data_dir / "runs"
-        if root.is_dir() and any((folder / "model.keras").is_file() for folder in root.iterdir()):
-            return f" The {other} profile's data directory has trained runs: add --profile {other}."
+        try:
+            if root.is_dir() and any((folder / "model.keras").is_file() for folder in root.iterdir()):
+                return f" The {other} profile's data directory has trained runs: add --profile {other}."
+        except OSError:  # an unreadable folder: no hint, and not another error
+            continue
     return ""
 
 
