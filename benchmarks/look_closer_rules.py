@@ -118,10 +118,12 @@ def score_views(
 
 def _views(
     v: dict[str, np.ndarray], i: int, scales, mirrors: bool | str, min_side: int = 0
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(whole-photo probabilities, crop probabilities, whether each crop is familiar) of picture `i`.
+) -> tuple[np.ndarray, np.ndarray, tuple[float, np.ndarray]]:
+    """(whole-photo probabilities, crop probabilities, distances) of picture `i`.
 
-    `min_side`: leave out crops smaller than this many of the photo's own pixels.
+    `distances`: the whole photo's and each crop's distance to the nearest training
+    photo, over the reference's threshold (familiar up to 1). `min_side`: leave out
+    crops smaller than this many of the photo's own pixels.
     """
     rows = v["picture"] == i
     p, s, m = v["probs"][rows], v["scale"][rows], v["mirror"][rows]
@@ -144,9 +146,9 @@ def rule_max(candidates, unfamiliar_candidates=None, crops_near=None):
     those (none: the whole photo answers); "nearer", only the crops nearer to a
     training photo than the whole photo is."""
 
-    def rule(whole, crops, familiar, near):
+    def rule(whole, crops, familiar, distances):
         n = candidates if familiar else unfamiliar_candidates
-        whole_d, crop_d = near
+        whole_d, crop_d = distances
         keep = crop_d < whole_d if crops_near == "nearer" else crop_d <= 1
         if crops_near is not None and (keep.any() or crops_near != "first"):
             crops = crops[keep]
@@ -160,19 +162,19 @@ def rule_max(candidates, unfamiliar_candidates=None, crops_near=None):
 
 
 def rule_mean_top(n):
-    def rule(whole, crops, familiar, near):
+    def rule(whole, crops, familiar, distances):
         top = crops[np.argsort(-crops.max(axis=1))[:n]]
         return np.concatenate([whole[None], top]).mean(axis=0)
 
     return rule
 
 
-def rule_mean_all(whole, crops, familiar, near):
+def rule_mean_all(whole, crops, familiar, distances):
     return np.concatenate([whole[None], crops]).mean(axis=0)
 
 
 def rule_vote_top(n):
-    def rule(whole, crops, familiar, near):
+    def rule(whole, crops, familiar, distances):
         top = crops[np.argsort(-crops.max(axis=1))[:n]]
         votes = np.bincount(top.argmax(axis=1), minlength=len(whole)).astype(float)
         return votes + 1e-3 * top.sum(axis=0)  # ties go to the larger summed probability
@@ -220,8 +222,11 @@ def training_photo_shares(train, data_dir, size: int, n: int = 200, seed: int = 
 
 SMALL = (0.7, 0.5, 0.35)
 ALL = (0.7, 0.5, 0.35, 0.25)
+#: The library's crops (before the familiar-crop rule): finer ones too for an unfamiliar photo,
+#: none under 112 px of the photo, enlarged photos whole.
+LIBRARY_CROPS = ({True: (SMALL, 112), False: (ALL, 112)}, False, 0, None, True)
 RULES = {
-    "whole": (lambda whole, crops, familiar, near: whole, SMALL, False),
+    "whole": (lambda whole, crops, familiar, distances: whole, SMALL, False),
     "max-top3 (crops of any size)": (rule_max(3), SMALL, False),
     "max-top3, mirrored crops": (rule_max(3), SMALL, True),
     "max-top3, crop+mirror mean": (rule_max(3), SMALL, "avg"),
@@ -236,38 +241,10 @@ RULES = {
         None,
         True,
     ),
-    "the same, + 0.25 when unfamiliar (the library until 2026-12-03)": (
-        rule_max(3),
-        {True: (SMALL, 112), False: (ALL, 112)},
-        False,
-        0,
-        None,
-        True,
-    ),
-    "the same, familiar crops first (the library now)": (
-        rule_max(3, crops_near="first"),
-        {True: (SMALL, 112), False: (ALL, 112)},
-        False,
-        0,
-        None,
-        True,
-    ),
-    "the same, familiar crops only": (
-        rule_max(3, crops_near="only"),
-        {True: (SMALL, 112), False: (ALL, 112)},
-        False,
-        0,
-        None,
-        True,
-    ),
-    "the same, crops nearer than the whole photo": (
-        rule_max(3, crops_near="nearer"),
-        {True: (SMALL, 112), False: (ALL, 112)},
-        False,
-        0,
-        None,
-        True,
-    ),
+    "the same, + 0.25 when unfamiliar (the library until 2026-12-03)": (rule_max(3), *LIBRARY_CROPS),
+    "the same, familiar crops first (the library now)": (rule_max(3, crops_near="first"), *LIBRARY_CROPS),
+    "the same, familiar crops only": (rule_max(3, crops_near="only"), *LIBRARY_CROPS),
+    "the same, crops nearer than the whole photo": (rule_max(3, crops_near="nearer"), *LIBRARY_CROPS),
     "the same, unfamiliar: + 0.25, crops of any size": (
         rule_max(3),
         {True: (SMALL, 112), False: (ALL, 0)},
@@ -312,11 +289,11 @@ def answers(
         familiar = bool(v["familiar"][i])
         # `scales` may be {familiar: (scales, min_side)}: other crops for unfamiliar photos.
         own_scales, own_min = scales[familiar] if isinstance(scales, dict) else (scales, min_side)
-        whole, crops, near = _views(v, i, own_scales, mirrors, own_min)  # near: (whole, crop) distances
+        whole, crops, distances = _views(v, i, own_scales, mirrors, own_min)
         if (whole.max() >= sure and familiar) or (skip_enlarged and v["enlarged"][i]):
             out.append(int(whole.argmax()))
         else:
-            out.append(int(np.asarray(rule(whole, crops, familiar, near)).argmax()))
+            out.append(int(np.asarray(rule(whole, crops, familiar, distances)).argmax()))
     return np.asarray(out)
 
 
