@@ -225,6 +225,13 @@ ALL = (0.7, 0.5, 0.35, 0.25)
 #: The library's crops (before the familiar-crop rule): finer ones too for an unfamiliar photo,
 #: none under 112 px of the photo, enlarged photos whole.
 LIBRARY_CROPS = ({True: (SMALL, 112), False: (ALL, 112)}, False, 0, None, True)
+
+
+def library_crops(familiar_min: int, unfamiliar_min: int) -> tuple:
+    """`LIBRARY_CROPS` with other smallest crops (in the photo's pixels) for familiar and unfamiliar photos."""
+    return ({True: (SMALL, familiar_min), False: (ALL, unfamiliar_min)}, False, 0, None, True)
+
+
 RULES = {
     "whole": (lambda whole, crops, familiar, distances: whole, SMALL, False),
     "max-top3 (crops of any size)": (rule_max(3), SMALL, False),
@@ -244,6 +251,36 @@ RULES = {
     "the same, + 0.25 when unfamiliar (the library until 2026-12-03)": (rule_max(3), *LIBRARY_CROPS),
     "the same, familiar crops first (the library now)": (rule_max(3, crops_near="first"), *LIBRARY_CROPS),
     "the same, familiar crops only": (rule_max(3, crops_near="only"), *LIBRARY_CROPS),
+    "familiar crops first, crops of ≥ 96 px": (rule_max(3, crops_near="first"), *library_crops(96, 96)),
+    "familiar crops first, crops of ≥ 84 px": (rule_max(3, crops_near="first"), *library_crops(84, 84)),
+    "familiar crops first, unfamiliar photos: crops of ≥ 96 px": (
+        rule_max(3, crops_near="first"),
+        *library_crops(112, 96),
+    ),
+    "familiar crops first, unfamiliar photos: crops of ≥ 84 px": (
+        rule_max(3, crops_near="first"),
+        *library_crops(112, 84),
+    ),
+    "familiar crops first, unfamiliar photos: crops of ≥ 64 px": (
+        rule_max(3, crops_near="first"),
+        *library_crops(112, 64),
+    ),
+    "familiar crops first, unfamiliar photos: crops of ≥ 72 px": (
+        rule_max(3, crops_near="first"),
+        *library_crops(112, 72),
+    ),
+    "familiar crops first, unfamiliar photos: crops of ≥ 56 px": (
+        rule_max(3, crops_near="first"),
+        *library_crops(112, 56),
+    ),
+    "familiar crops first, unfamiliar photos: crops of ≥ 48 px": (
+        rule_max(3, crops_near="first"),
+        *library_crops(112, 48),
+    ),
+    "familiar crops first, unfamiliar photos: crops of any size": (
+        rule_max(3, crops_near="first"),
+        *library_crops(112, 0),
+    ),
     "the same, crops nearer than the whole photo": (rule_max(3, crops_near="nearer"), *LIBRARY_CROPS),
     "the same, unfamiliar: + 0.25, crops of any size": (
         rule_max(3),

@@ -802,8 +802,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-look-closer",
         action="store_true",
         help="classify the whole photo only; by default, when it gives no sure answer, 29 crops of a "
-        "square photo (more of a wider one; 54 of an unfamiliar photo of at least 448 px; none "
-        "narrower than half the model's input: 112 px at 224; none of a photo that looks enlarged "
+        "square photo (more of a wider one; 54 of an unfamiliar photo of at least 224 px; none "
+        "narrower than half the model's input, 112 px at 224, or a quarter for an unfamiliar photo; "
+        "none of a photo that looks enlarged "
         "from a smaller one) are scored too and the most confident view answers (never as sure; crops that look "
         "like a training photo first)",
     )

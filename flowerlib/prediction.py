@@ -471,11 +471,12 @@ def _check_top_k(top_k: Any) -> int:
 LOOK_CLOSER_GRID: tuple[tuple[float, int], ...] = ((0.7, 2), (0.5, 3), (0.35, 4))
 #: An unfamiliar photo (see `predict_many`'s `reference`) is also looked at in these finer crops:
 #: its flower may be small in the frame. 25 more views of a square photo, only where they are
-#: wide enough (`MIN_CROP_SHARE`: a shorter side of at least 448 px for a 224-px model). On
-#: unlike pictures of 768 px, with three trained models, small off-centre flowers went from 0.53
-#: to 0.70 named right and all the unlike pictures from 0.64 to 0.67; held-out photos lost one
-#: of 612 and web thumbnails nothing (`benchmarks/look_closer_rules.py --size 768`, RESULTS.md).
-#: A familiar photo shows its flower large, as the training photos do: it keeps the coarser grid.
+#: wide enough (`UNFAMILIAR_MIN_CROP_SHARE`: a shorter side of at least 224 px for a 224-px
+#: model). On unlike pictures of 768 px, with three trained models, small off-centre flowers
+#: went from 0.53 to 0.70 named right and all the unlike pictures from 0.64 to 0.67; held-out
+#: photos lost one of 612 and web thumbnails nothing (`benchmarks/look_closer_rules.py --size
+#: 768`, RESULTS.md). A familiar photo shows its flower large, as the training photos do: it
+#: keeps the coarser grid.
 UNFAMILIAR_GRID: tuple[tuple[float, int], ...] = LOOK_CLOSER_GRID + ((0.25, 5),)
 #: The most confident crop answers only if its class is among the whole photo's this many most
 #: probable classes, or the photo is unfamiliar. A crop of a close-up that names a new class was
@@ -486,9 +487,18 @@ CLOSER_CANDIDATES = 3
 #: enlarged more than twice, it shows only blur the model never saw in training. On 240-px
 #: web thumbnails such crops made looking closer cost 3.4 points against the whole photo
 #: (0.892 -> 0.858; without them 0.887), and leaving them out changed nothing on the held-out
-#: photos or the unlike pictures (`benchmarks/look_closer_rules.py`, RESULTS.md). So a photo
-#: under 160 px (112 / 0.7) is never looked at closer.
+#: photos or the unlike pictures (`benchmarks/look_closer_rules.py`, RESULTS.md). So a familiar
+#: photo under 160 px (112 / 0.7) is never looked at closer.
 MIN_CROP_SHARE = 0.5
+#: An unfamiliar photo's crops may be smaller: down to this share of the model's input (56 px
+#: for 224). Its flower may be small, and among its crops those that look like a training photo
+#: come first, so a blurred crop of background seldom answers. With three trained models on two
+#: sets of unlike pictures at each of 256, 320 and 384 px (their finest crops 64 to 96 px), all
+#: the pictures went from 0.637 to 0.665 named right (17 of 18 model-and-set pairs up) and
+#: small off-centre flowers from 0.25-0.51 to 0.49-0.64; partly covered ones lost 0-3 points,
+#: 240-px web thumbnails 4 of 612, held-out photos none (`benchmarks/look_closer_rules.py
+#: --size S`, RESULTS.md). A familiar photo keeps `MIN_CROP_SHARE`.
+UNFAMILIAR_MIN_CROP_SHARE = 0.25
 #: A photo enlarged from a much smaller one (a thumbnail blown up, a messenger's copy) has
 #: fewer details than pixels, and its crops are blur however many pixels they span. Such a
 #: photo is recognised by `looks_enlarged`: halved and enlarged back, no part of it changes by
@@ -664,9 +674,10 @@ def predict_many(
     most probable classes (any class when the photo is unfamiliar); with a
     `reference`, only the crops that are themselves familiar compete when there
     are any. Crops narrower
-    than `MIN_CROP_SHARE` of the model's input are left out, so a photo under
-    160 px (for a 224 px model) keeps its whole-photo answer, as does a photo
-    that `looks_enlarged` (a blown-up thumbnail: its crops are blur). A crop's
+    than `MIN_CROP_SHARE` of the model's input (`UNFAMILIAR_MIN_CROP_SHARE` for an
+    unfamiliar photo) are left out, so a familiar photo under 160 px (for a 224 px
+    model) keeps its whole-photo answer, as does a photo that `looks_enlarged` (a
+    blown-up thumbnail: its crops are blur). A crop's
     probability is not calibrated (the most confident of 30 to 74 views is confident
     by selection), so `verdict` never calls an answer found this way sure.
 
@@ -718,7 +729,6 @@ def predict_many(
     if not sources:
         raise PredictionError("No images given: pass at least one file path, URL, PIL image or array.")
     keep, detail = crop_resolutions(size)
-    min_side = math.ceil(MIN_CROP_SHARE * size)
     batch, photos = [], []  # the whole views; for looking closer, each photo and its scale
     for source in sources:
         image = load_image(source, **load_kwargs)
@@ -733,8 +743,11 @@ def predict_many(
     for i, (photo, scale) in enumerate(photos):
         if not look_closer or (probs[i].max() >= sure and familiar[i] is not False):
             continue
-        grid = UNFAMILIAR_GRID if familiar[i] is False else LOOK_CLOSER_GRID
-        crops = closer_boxes(*photo.shape[:2], grid, min_side=min_side)
+        unfamiliar = familiar[i] is False
+        grid, share = (
+            (UNFAMILIAR_GRID, UNFAMILIAR_MIN_CROP_SHARE) if unfamiliar else (LOOK_CLOSER_GRID, MIN_CROP_SHARE)
+        )
+        crops = closer_boxes(*photo.shape[:2], grid, min_side=math.ceil(share * size))
         if not crops or looks_enlarged(_bounded(photo, detail)):  # too small, or enlarged: all blur
             skipped[i] = "enlarged" if crops else "small"
             continue
@@ -751,7 +764,7 @@ def predict_many(
         # A crop may settle between the whole photo's leading candidates; it may name another
         # class only when the photo is unfamiliar (the flower may be too small to tell in it).
         candidates = np.argsort(-probs[i], kind="stable")[:CLOSER_CANDIDATES]
-        allowed = familiar[i] is False or int(closer[best].argmax()) in candidates
+        allowed = unfamiliar or int(closer[best].argmax()) in candidates
         if allowed and closer[best].max() > probs[i].max():
             probs[i], views[i] = closer[best], "closer"
             t, x, s = crops[best]

@@ -703,9 +703,24 @@ def test_an_unfamiliar_photo_is_also_looked_at_in_finer_crops(model):
     assert answers["unfamiliar"]["probability"].iloc[0] > answers["familiar"]["probability"].iloc[0]
     top, left, side = answers["unfamiliar"]["box"].iloc[0]
     assert top <= 260 <= top + side and left <= 30 <= left + side  # the red square's centre is inside
-    # the finer crops too must be at least half the model's input: 0.25 x 60 px is under 16 px
-    small = prediction.predict(model, photo[::5, ::5], class_names=NAMES, reference=KNOWS_RED)
-    assert small["view"].iloc[0] == "closer" and small["box"].iloc[0][2] == round(0.35 * 60)
+
+
+def test_an_unfamiliar_photo_may_be_looked_at_in_smaller_crops_than_a_familiar_one(model, monkeypatch):
+    listed = []
+    real = prediction.closer_boxes
+    monkeypatch.setattr(
+        prediction, "closer_boxes", lambda *a, **k: listed.append(real(*a, **k)) or listed[-1]
+    )
+    photo = _grey_with_red_corner(side=40, patch=8)
+    familiar = prediction.predict(model, photo, class_names=NAMES, reference=_knowing([1.0, 1.0, 1.0]))
+    assert bool(familiar["familiar"].iloc[0]) and {s for _, _, s in listed[-1]} == {20, 28}  # >= SIZE / 2
+    unfamiliar = prediction.predict(model, photo, class_names=NAMES, reference=KNOWS_RED)
+    assert not unfamiliar["familiar"].iloc[0]
+    assert {s for _, _, s in listed[-1]} == {10, 14, 20, 28}  # 0.25 and 0.35 of 40 px: >= SIZE / 4
+    # the smallest crops hold the most of the small red flower: one of them answers
+    assert unfamiliar["view"].iloc[0] == "closer" and unfamiliar["box"].iloc[0][2] == 10
+    tiny = prediction.predict(model, photo[::4, ::4], class_names=NAMES, reference=KNOWS_RED)  # 10 px
+    assert tiny["closer_skipped"].iloc[0] == "small"  # its largest crop, 7 px, is under SIZE / 4
 
 
 def test_whether_a_photo_looks_enlarged_is_judged_at_the_resolution_of_the_coarser_crops(model, monkeypatch):
