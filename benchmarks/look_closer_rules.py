@@ -13,8 +13,9 @@ rule sees exactly the same pictures and model outputs:
 - `max-top3`: the most confident crop, if it is more confident than the whole
   photo and names one of the whole photo's three most probable classes (any
   class when the photo is unfamiliar); `crops of ≥ 112 px` leaves out crops
-  narrower than that many of the photo's own pixels (the library's rule now,
-  `prediction.MIN_CROP_SHARE`);
+  narrower than that many of the photo's own pixels (the library's floor for a
+  familiar photo, `prediction.MIN_CROP_SHARE`; 56 px for an unfamiliar one,
+  `prediction.UNFAMILIAR_MIN_CROP_SHARE`);
 - `mean-all`: the mean probability over the whole photo and every crop;
 - `mean-topN`: the mean probability over the whole photo and the N most
   confident crops;
@@ -249,7 +250,10 @@ RULES = {
         True,
     ),
     "the same, + 0.25 when unfamiliar (the library until 2026-12-03)": (rule_max(3), *LIBRARY_CROPS),
-    "the same, familiar crops first (the library now)": (rule_max(3, crops_near="first"), *LIBRARY_CROPS),
+    "the same, familiar crops first (the library before 56-px crops)": (
+        rule_max(3, crops_near="first"),
+        *LIBRARY_CROPS,
+    ),
     "the same, familiar crops only": (rule_max(3, crops_near="only"), *LIBRARY_CROPS),
     "familiar crops first, crops of ≥ 96 px": (rule_max(3, crops_near="first"), *library_crops(96, 96)),
     "familiar crops first, crops of ≥ 84 px": (rule_max(3, crops_near="first"), *library_crops(84, 84)),
@@ -269,13 +273,21 @@ RULES = {
         rule_max(3, crops_near="first"),
         *library_crops(112, 72),
     ),
-    "familiar crops first, unfamiliar photos: crops of ≥ 56 px": (
+    "familiar crops first, unfamiliar photos: crops of ≥ 56 px (the library now)": (
         rule_max(3, crops_near="first"),
         *library_crops(112, 56),
     ),
     "familiar crops first, unfamiliar photos: crops of ≥ 48 px": (
         rule_max(3, crops_near="first"),
         *library_crops(112, 48),
+    ),
+    "familiar crops first, crops of ≥ 160 px, unfamiliar photos ≥ 56 px": (
+        rule_max(3, crops_near="first"),
+        *library_crops(160, 56),
+    ),
+    "familiar crops first, crops of ≥ 128 px, unfamiliar photos ≥ 56 px": (
+        rule_max(3, crops_near="first"),
+        *library_crops(128, 56),
     ),
     "familiar crops first, unfamiliar photos: crops of any size": (
         rule_max(3, crops_near="first"),

@@ -23,8 +23,8 @@ it hesitates between::
 
 Two more things serve photos unlike the dataset's close-ups. When the whole
 photo gives no sure answer, `predict` *looks closer*: it also scores square
-crops of it (`closer_boxes`, none under half the model's input side, none of
-a photo that `looks_enlarged`) and keeps the most confident view (`view` is
+crops of it (`closer_boxes`, none under half the model's input side, a quarter
+for an unfamiliar photo, none of a photo that `looks_enlarged`) and keeps the most confident view (`view` is
 `"closer"`, `box` where). With
 `reference=` (the `reference.npz` training saves beside the model,
 `flowerlib.novelty`) it marks a photo that looks unlike every training photo
@@ -483,12 +483,13 @@ UNFAMILIAR_GRID: tuple[tuple[float, int], ...] = LOOK_CLOSER_GRID + ((0.25, 5),)
 #: more often wrong than right: letting any class answer cost 1.6 points on the validation
 #: photos (0.856 -> 0.840, unlike_accuracy.py before this rule); with it, 0.856 -> 0.854.
 CLOSER_CANDIDATES = 3
-#: No crop narrower than this share of the model's input side (112 px for 224) is scored:
-#: enlarged more than twice, it shows only blur the model never saw in training. On 240-px
-#: web thumbnails such crops made looking closer cost 3.4 points against the whole photo
-#: (0.892 -> 0.858; without them 0.887), and leaving them out changed nothing on the held-out
-#: photos or the unlike pictures (`benchmarks/look_closer_rules.py`, RESULTS.md). So a familiar
-#: photo under 160 px (112 / 0.7) is never looked at closer.
+#: No crop of a familiar photo narrower than this share of the model's input side (112 px for
+#: 224) is scored: enlarged more than twice, it shows only blur the model never saw in training.
+#: On 240-px web thumbnails such crops made looking closer cost 3.4 points against the whole
+#: photo (0.892 -> 0.858; without them 0.887), and, before crops that look like a training photo
+#: came first, leaving them out of every photo changed nothing on the held-out photos or the
+#: unlike pictures (`benchmarks/look_closer_rules.py`, RESULTS.md). So a familiar photo under
+#: 160 px (112 / 0.7) is never looked at closer.
 MIN_CROP_SHARE = 0.5
 #: An unfamiliar photo's crops may be smaller: down to this share of the model's input (56 px
 #: for 224). Its flower may be small, and among its crops those that look like a training photo
@@ -678,7 +679,7 @@ def predict_many(
     unfamiliar photo) are left out, so a familiar photo under 160 px (for a 224 px
     model) keeps its whole-photo answer, as does a photo that `looks_enlarged` (a
     blown-up thumbnail: its crops are blur). A crop's
-    probability is not calibrated (the most confident of 30 to 74 views is confident
+    probability is not calibrated (the most confident of up to 74 views is confident
     by selection), so `verdict` never calls an answer found this way sure.
 
     Several models (trained with other seeds, each its own run) answer together:
