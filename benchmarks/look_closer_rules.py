@@ -228,9 +228,17 @@ ALL = (0.7, 0.5, 0.35, 0.25)
 LIBRARY_CROPS = ({True: (SMALL, 112), False: (ALL, 112)}, False, 0, None, True)
 
 
-def library_crops(familiar_min: int, unfamiliar_min: int) -> tuple:
-    """`LIBRARY_CROPS` with other smallest crops (in the photo's pixels) for familiar and unfamiliar photos."""
-    return ({True: (SMALL, familiar_min), False: (ALL, unfamiliar_min)}, False, 0, None, True)
+#: (a familiar photo's smallest crop, an unfamiliar photo's), in the photo's pixels, compared with
+#: familiar crops first on 2026-12-03 ("Looking closer: smaller crops for an unfamiliar photo").
+FLOORS = (
+    (96, 96), (84, 84), (112, 96), (112, 84), (112, 72), (112, 64), (112, 56), (112, 48), (112, 0), (128, 56), (160, 56)
+)  # fmt: skip
+
+
+def floors_rule(familiar_min: int, unfamiliar_min: int) -> tuple:
+    """Familiar crops first, with `LIBRARY_CROPS`' scales and these smallest crops."""
+    crops = {True: (SMALL, familiar_min), False: (ALL, unfamiliar_min)}
+    return (rule_max(3, crops_near="first"), crops, False, 0, None, True)
 
 
 RULES = {
@@ -255,44 +263,11 @@ RULES = {
         *LIBRARY_CROPS,
     ),
     "the same, familiar crops only": (rule_max(3, crops_near="only"), *LIBRARY_CROPS),
-    "familiar crops first, crops of ≥ 96 px": (rule_max(3, crops_near="first"), *library_crops(96, 96)),
-    "familiar crops first, crops of ≥ 84 px": (rule_max(3, crops_near="first"), *library_crops(84, 84)),
-    "familiar crops first, unfamiliar photos: crops of ≥ 96 px": (
-        rule_max(3, crops_near="first"),
-        *library_crops(112, 96),
-    ),
-    "familiar crops first, unfamiliar photos: crops of ≥ 84 px": (
-        rule_max(3, crops_near="first"),
-        *library_crops(112, 84),
-    ),
-    "familiar crops first, unfamiliar photos: crops of ≥ 64 px": (
-        rule_max(3, crops_near="first"),
-        *library_crops(112, 64),
-    ),
-    "familiar crops first, unfamiliar photos: crops of ≥ 72 px": (
-        rule_max(3, crops_near="first"),
-        *library_crops(112, 72),
-    ),
-    "familiar crops first, unfamiliar photos: crops of ≥ 56 px (the library now)": (
-        rule_max(3, crops_near="first"),
-        *library_crops(112, 56),
-    ),
-    "familiar crops first, unfamiliar photos: crops of ≥ 48 px": (
-        rule_max(3, crops_near="first"),
-        *library_crops(112, 48),
-    ),
-    "familiar crops first, crops of ≥ 160 px, unfamiliar photos ≥ 56 px": (
-        rule_max(3, crops_near="first"),
-        *library_crops(160, 56),
-    ),
-    "familiar crops first, crops of ≥ 128 px, unfamiliar photos ≥ 56 px": (
-        rule_max(3, crops_near="first"),
-        *library_crops(128, 56),
-    ),
-    "familiar crops first, unfamiliar photos: crops of any size": (
-        rule_max(3, crops_near="first"),
-        *library_crops(112, 0),
-    ),
+    **{
+        f"familiar crops first, crops of ≥ {f} px, unfamiliar photos ≥ {u} px"
+        + (" (the library now)" if (f, u) == (112, 56) else ""): floors_rule(f, u)
+        for f, u in FLOORS
+    },
     "the same, crops nearer than the whole photo": (rule_max(3, crops_near="nearer"), *LIBRARY_CROPS),
     "the same, unfamiliar: + 0.25, crops of any size": (
         rule_max(3),
