@@ -145,12 +145,16 @@ def rule_max(candidates, unfamiliar_candidates=None, crops_near=None):
     `crops_near`: None, every crop competes; "first", only the crops that are
     themselves familiar (near a training photo) when there are any; "only", only
     those (none: the whole photo answers); "nearer", only the crops nearer to a
-    training photo than the whole photo is."""
+    training photo than the whole photo is; "first, then nearer": the familiar
+    crops when there are any, else those nearer than the whole photo (none: the
+    whole photo answers)."""
 
     def rule(whole, crops, familiar, distances):
         n = candidates if familiar else unfamiliar_candidates
         whole_d, crop_d = distances
         keep = crop_d < whole_d if crops_near == "nearer" else crop_d <= 1
+        if crops_near == "first, then nearer" and not keep.any():
+            keep = crop_d < whole_d  # no familiar crop: those nearer a training photo than the whole
         if crops_near is not None and (keep.any() or crops_near != "first"):
             crops = crops[keep]
         if not len(crops):
@@ -235,10 +239,10 @@ FLOORS = (
 )  # fmt: skip
 
 
-def floors_rule(familiar_min: int, unfamiliar_min: int) -> tuple:
-    """Familiar crops first, with `LIBRARY_CROPS`' scales and these smallest crops."""
+def floors_rule(familiar_min: int, unfamiliar_min: int, crops_near: str = "first") -> tuple:
+    """Familiar crops first (or `crops_near`), with `LIBRARY_CROPS`' scales and these smallest crops."""
     crops = {True: (SMALL, familiar_min), False: (ALL, unfamiliar_min)}
-    return (rule_max(3, crops_near="first"), crops, False, 0, None, True)
+    return (rule_max(3, crops_near=crops_near), crops, False, 0, None, True)
 
 
 RULES = {
@@ -268,6 +272,13 @@ RULES = {
         + (" (the library now)" if (f, u) == (112, 56) else ""): floors_rule(f, u)
         for f, u in FLOORS
     },
+    "familiar crops only, crops of ≥ 112 px, unfamiliar photos ≥ 56 px": floors_rule(112, 56, "only"),
+    "crops nearer than the whole photo, crops of ≥ 112 px, unfamiliar photos ≥ 56 px": floors_rule(
+        112, 56, "nearer"
+    ),
+    "familiar crops first, then nearer than the whole photo, crops of ≥ 112 px, unfamiliar ≥ 56 px": (
+        floors_rule(112, 56, "first, then nearer")
+    ),
     "the same, crops nearer than the whole photo": (rule_max(3, crops_near="nearer"), *LIBRARY_CROPS),
     "the same, unfamiliar: + 0.25, crops of any size": (
         rule_max(3),

@@ -806,7 +806,7 @@ def build_parser() -> argparse.ArgumentParser:
         "narrower than half the model's input, 112 px at 224, or a quarter for an unfamiliar photo; "
         "none of a photo that looks enlarged "
         "from a smaller one) are scored too and the most confident view answers (never as sure; crops that look "
-        "like a training photo first)",
+        "like a training photo first, else those nearer one than the whole photo)",
     )
     add_json(p, "the predictions and the answers")
     p = add("run", cmd_run, "all four steps in order: download, prepare, train, evaluate")

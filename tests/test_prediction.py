@@ -815,7 +815,7 @@ def test_a_crop_may_name_a_class_the_whole_photo_did_not_consider_only_when_the_
 def test_crops_that_look_like_a_training_photo_come_first(model):
     # A grey photo with a large red square and a smaller blue one: the most confident crop shows
     # red. A model that was trained on blue flowers only finds the blue crops familiar, so one of
-    # them answers; with no familiar crop (or no reference) every crop competes, as before.
+    # them answers; without a reference every crop competes.
     photo = _grey_with_red_corner()
     photo[20:50, 250:280] = BLUE
     knows_blue = _knowing(np.array(BLUE, float), threshold=0.22)
@@ -832,6 +832,13 @@ def test_crops_that_look_like_a_training_photo_come_first(model):
     assert all(table["view"].iloc[0] == "closer" for table in answers.values())
     top, left, side = answers["blue"]["box"].iloc[0]
     assert top <= 35 <= top + side and left <= 265 <= left + side  # the blue square's centre is inside
-    nothing_known = _knowing([0.0, 1.0, 0.0], threshold=0.01)  # no crop familiar: every crop competes
-    fallback = prediction.predict(model, photo, class_names=NAMES, reference=nothing_known)
-    assert fallback["view"].iloc[0] == "closer" and fallback["name"].iloc[0] == "red"
+    # No crop familiar: the crops nearer a training photo than the whole photo compete, and none
+    # when none is (a blurred crop of a blown-up thumbnail is farther than the whole photo).
+    nearly_red = _knowing(np.array(RED, float), threshold=0.01)  # no crop is this close to red
+    nearer = prediction.predict(model, photo, class_names=NAMES, reference=nearly_red)
+    assert nearer["view"].iloc[0] == "closer" and nearer["name"].iloc[0] == "red"
+    green = _knowing([0.0, 1.0, 0.0], threshold=0.01)  # the crops with red are farther from green
+    red_corner = _grey_with_red_corner()  # without a reference, a crop of its red square answers
+    fallback = prediction.predict(model, red_corner, class_names=NAMES, reference=green)
+    assert not fallback["familiar"].iloc[0]
+    assert fallback["view"].iloc[0] == "whole" and fallback["box"].iloc[0] is None
