@@ -766,7 +766,7 @@ def predict_many(
         # So when no crop is familiar, the crops nearer a training photo than the whole photo
         # compete, and none when none is: a blurred crop of a blown-up thumbnail is farther.
         # Three models x 8 sets of unlike pictures (256-768 px): 0.678 -> 0.692, 20 pairs up
-        # and none down (compressed thumbnails +2.5 to +8.7); held-out photos 0.934 -> 0.936.
+        # and none down (compressed thumbnails up to +8.7); held-out photos 0.934 -> 0.936.
         if references[0] is not None:
             competing = np.asarray(near, bool) if any(near) else crop_far < far[i]
             closer = np.where(competing[:, None], closer, 0.0)
