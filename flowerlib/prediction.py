@@ -471,7 +471,7 @@ def _check_top_k(top_k: Any) -> int:
 LOOK_CLOSER_GRID: tuple[tuple[float, int], ...] = ((0.7, 2), (0.5, 3), (0.35, 4))
 #: An unfamiliar photo (see `predict_many`'s `reference`) is also looked at in these finer crops:
 #: its flower may be small in the frame. 25 more views of a square photo, only where they are
-#: wide enough (`UNFAMILIAR_MIN_CROP_SHARE`: a shorter side of at least 224 px for a 224-px
+#: wide enough (`UNFAMILIAR_MIN_CROP_SHARE`: a shorter side of about 224 px for a 224-px
 #: model). On unlike pictures of 768 px, with three trained models, small off-centre flowers
 #: went from 0.53 to 0.70 named right and all the unlike pictures from 0.64 to 0.67; held-out
 #: photos lost one of 612 and web thumbnails nothing (`benchmarks/look_closer_rules.py --size
@@ -672,18 +672,19 @@ def predict_many(
     Each photo is first classified whole (resized and centre-cropped like the test
     images). When that answer is not sure (top probability below `sure`, or the
     photo unfamiliar), the model looks closer: it also scores the crops of
-    `closer_boxes` (finer ones, `UNFAMILIAR_GRID`, for an unfamiliar photo: its
-    flower may be small), and the most confident crop answers if it is more confident
+    `closer_boxes` (with finer ones added, `UNFAMILIAR_GRID`, for an unfamiliar
+    photo: its flower may be small), and the most confident crop answers if it is more confident
     than the whole photo and names one of the whole photo's `CLOSER_CANDIDATES`
     most probable classes (any class when the photo is unfamiliar); with a
     `reference`, only the crops that are themselves familiar compete when there
     are any, else only those nearer a training photo than the whole photo (none:
-    the whole photo answers). Crops narrower
+    the whole photo answers). Nearer: a smaller distance to the nearest training
+    photo over the reference's threshold (with several models, the mean of theirs). Crops narrower
     than `MIN_CROP_SHARE` of the model's input (`UNFAMILIAR_MIN_CROP_SHARE` for an
     unfamiliar photo) are left out, so a familiar photo under 160 px (for a 224 px
     model) keeps its whole-photo answer, as does a photo that `looks_enlarged` (a
     blown-up thumbnail: its crops are blur). A crop's
-    probability is not calibrated (the most confident of up to 74 views is confident
+    probability is not calibrated (the most confident of dozens of views is confident
     by selection), so `verdict` never calls an answer found this way sure.
 
     Several models (trained with other seeds, each its own run) answer together:
