@@ -268,17 +268,15 @@ RULES = {
     ),
     "the same, familiar crops only": (rule_max(3, crops_near="only"), *LIBRARY_CROPS),
     **{
-        f"familiar crops first, crops of ≥ {f} px, unfamiliar photos ≥ {u} px"
-        + (" (the library now)" if (f, u) == (112, 56) else ""): floors_rule(f, u)
+        f"familiar crops first, crops of ≥ {f} px, unfamiliar photos ≥ {u} px": floors_rule(f, u)
         for f, u in FLOORS
     },
     "familiar crops only, crops of ≥ 112 px, unfamiliar photos ≥ 56 px": floors_rule(112, 56, "only"),
     "crops nearer than the whole photo, crops of ≥ 112 px, unfamiliar photos ≥ 56 px": floors_rule(
         112, 56, "nearer"
     ),
-    "familiar crops first, then nearer than the whole photo, crops of ≥ 112 px, unfamiliar ≥ 56 px": (
-        floors_rule(112, 56, "first, then nearer")
-    ),
+    "familiar crops first, then nearer than the whole photo, crops of ≥ 112 px, unfamiliar ≥ 56 px "
+    "(the library now)": floors_rule(112, 56, "first, then nearer"),
     "the same, crops nearer than the whole photo": (rule_max(3, crops_near="nearer"), *LIBRARY_CROPS),
     "the same, unfamiliar: + 0.25, crops of any size": (
         rule_max(3),
