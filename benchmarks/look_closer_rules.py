@@ -22,14 +22,20 @@ rule sees exactly the same pictures and model outputs:
 - `vote-topN`: the class named most often by the N most confident crops;
 - variants with the smaller scale, mirrored crops (`c+m`: each crop averaged
   with its mirror image), other candidate counts, or another threshold;
-- `familiar crops first` (the library's rule now) / `only`: only the crops that
+- `familiar crops first` / `only`: only the crops that
   are themselves familiar (near a training photo, as `flowerlib.novelty` judges
   whole photos) compete, when there are any / always; `crops nearer than the
   whole photo`: only crops nearer a training photo than the whole photo is;
+  `familiar crops first, then nearer`: the library's rule;
 - `enlarged photos whole`: a photo that `prediction.looks_enlarged` (at the
-  resolution the crops are taken at) keeps its whole-photo answer, as in the library.
+  resolution the crops are taken at) keeps its whole-photo answer, as in the library;
+- `the mean with the whole photo`: the answer is the mean of the chosen crop's
+  probabilities and the whole photo's, as in the library (else the crop's alone).
 
-A second table gives the share of pictures that look enlarged: per set and kind,
+For the library's rule, with the crop's probabilities or the mean, a second table gives
+what looked-closer answers state (their mean top probability) against how often they
+are right, and how often a not-sure answer's candidates (as `verdict` names them) hold
+the true class. A third gives the share of pictures that look enlarged: per set and kind,
 and for training photos saved as JPEGs of quality 90, as they are and enlarged
 1.5-6x (Lanczos down, bicubic up), which is how `prediction.ENLARGED_LEVELS` was chosen.
 
@@ -138,9 +144,10 @@ def _views(
     return whole, p[keep], (d[(s == 1.0) & ~m][0], d[keep])
 
 
-def rule_max(candidates, unfamiliar_candidates=None, crops_near=None):
+def rule_max(candidates, unfamiliar_candidates=None, crops_near=None, with_whole=False):
     """The most confident crop, among the whole photo's `candidates` leading classes
-    (`unfamiliar_candidates` when the photo is unfamiliar; None: any class).
+    (`unfamiliar_candidates` when the photo is unfamiliar; None: any class); with
+    `with_whole`, the mean of its probabilities and the whole photo's.
 
     `crops_near`: None, every crop competes; "first", only the crops that are
     themselves familiar (near a training photo) when there are any; "only", only
@@ -161,7 +168,9 @@ def rule_max(candidates, unfamiliar_candidates=None, crops_near=None):
             return whole
         best = crops[crops.max(axis=1).argmax()]
         allowed = n is None or best.argmax() in np.argsort(-whole)[:n]
-        return best if allowed and best.max() > whole.max() else whole
+        if not (allowed and best.max() > whole.max()):
+            return whole
+        return (best + whole) / 2 if with_whole else best
 
     return rule
 
@@ -239,10 +248,18 @@ FLOORS = (
 )  # fmt: skip
 
 
-def floors_rule(familiar_min: int, unfamiliar_min: int, crops_near: str = "first") -> tuple:
+def floors_rule(
+    familiar_min: int, unfamiliar_min: int, crops_near: str = "first", with_whole: bool = False
+) -> tuple:
     """Familiar crops first (or `crops_near`), with `LIBRARY_CROPS`' scales and these smallest crops."""
     crops = {True: (SMALL, familiar_min), False: (ALL, unfamiliar_min)}
-    return (rule_max(3, crops_near=crops_near), crops, False, 0, None, True)
+    return (rule_max(3, crops_near=crops_near, with_whole=with_whole), crops, False, 0, None, True)
+
+
+#: The library's rule, its answer's probabilities the crop's alone (before 2026-12-03) or the mean
+#: of the crop's and the whole photo's (now): compared for what they state, not only top-1.
+BEFORE_MEAN = "familiar crops first, then nearer than the whole photo, crops of ≥ 112 px, unfamiliar ≥ 56 px"
+LIBRARY = f"{BEFORE_MEAN}, the mean with the whole photo (the library now)"
 
 
 RULES = {
@@ -275,8 +292,10 @@ RULES = {
     "crops nearer than the whole photo, crops of ≥ 112 px, unfamiliar photos ≥ 56 px": floors_rule(
         112, 56, "nearer"
     ),
-    "familiar crops first, then nearer than the whole photo, crops of ≥ 112 px, unfamiliar ≥ 56 px "
-    "(the library now)": floors_rule(112, 56, "first, then nearer"),
+    f"{BEFORE_MEAN}, the crop's probabilities (the library before)": floors_rule(
+        112, 56, "first, then nearer"
+    ),
+    LIBRARY: floors_rule(112, 56, "first, then nearer", with_whole=True),
     "the same, crops nearer than the whole photo": (rule_max(3, crops_near="nearer"), *LIBRARY_CROPS),
     "the same, unfamiliar: + 0.25, crops of any size": (
         rule_max(3),
@@ -314,20 +333,45 @@ def answers(
     sure: float,
     min_side: int = 0,
     skip_enlarged: bool = False,
-) -> np.ndarray:
-    """The class each picture gets under `rule` (whole-photo answer when it is sure and familiar,
-    or, with `skip_enlarged`, when it looks enlarged: `v["enlarged"]`)."""
-    out = []
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What each picture gets under `rule` (whole-photo answer when it is sure and familiar,
+    or, with `skip_enlarged`, when it looks enlarged: `v["enlarged"]`): the answer's scores,
+    whether `verdict` would call it sure (whole photo, sure and familiar), and whether the
+    rule changed it (a crop answered)."""
+    out, is_sure, changed = [], [], []
     for i in range(len(v["familiar"])):
         familiar = bool(v["familiar"][i])
         # `scales` may be {familiar: (scales, min_side)}: other crops for unfamiliar photos.
         own_scales, own_min = scales[familiar] if isinstance(scales, dict) else (scales, min_side)
         whole, crops, distances = _views(v, i, own_scales, mirrors, own_min)
-        if (whole.max() >= sure and familiar) or (skip_enlarged and v["enlarged"][i]):
-            out.append(int(whole.argmax()))
+        is_sure.append(whole.max() >= sure and familiar)
+        if is_sure[-1] or (skip_enlarged and v["enlarged"][i]):
+            out.append(whole)
         else:
-            out.append(int(np.asarray(rule(whole, crops, familiar, distances)).argmax()))
-    return np.asarray(out)
+            out.append(np.asarray(rule(whole, crops, familiar, distances)))
+        changed.append(out[-1] is not whole)
+    return np.stack(out), np.asarray(is_sure), np.asarray(changed)
+
+
+def honesty(scores: np.ndarray, is_sure: np.ndarray, closer: np.ndarray, labels: np.ndarray) -> dict:
+    """What looked-closer answers state against how often they are right, and, for the answers
+    not given as sure, how often the true class is among the candidates `verdict` names (of the
+    top 5, as `flowerlib predict` lists them) and how many it names."""
+    from flowerlib.prediction import _top_table, verdict
+
+    right = scores.argmax(axis=1) == labels
+    names = [str(c) for c in range(scores.shape[1])]
+    named = [[c.index for c in verdict(_top_table(p, 5, names)).candidates] for p in scores[~is_sure]]
+    return {
+        "looked closer": int(closer.sum()),
+        "stated": round(float(scores[closer].max(axis=1).mean()), 3) if closer.any() else float("nan"),
+        "right": round(float(right[closer].mean()), 3) if closer.any() else float("nan"),
+        "not sure": int((~is_sure).sum()),
+        "right among candidates": round(
+            float(np.mean([y in n for y, n in zip(labels[~is_sure], named, strict=True)])), 3
+        ),
+        "candidates": round(float(np.mean([len(n) for n in named])), 2),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -419,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
         v["enlarged"] = enlarged_flags(sources, size)
         scored[name] = (v, labels, kinds)
 
-    rows = []
+    rows, honest = [], []
     for rule_name, (rule, scales, mirrors, *more) in RULES.items():
         if mirrors and args.no_mirrors:
             continue
@@ -427,7 +471,12 @@ def main(argv: list[str] | None = None) -> int:
         gate = SURE_PROBABILITY if gate is None else gate
         row = {"rule": rule_name}
         for name, (v, labels, kinds) in scored.items():
-            right = answers(v, rule, scales, mirrors, gate, min_side, skip) == labels
+            scores, is_sure, closer = answers(v, rule, scales, mirrors, gate, min_side, skip)
+            right = scores.argmax(axis=1) == labels
+            if rule_name.startswith(BEFORE_MEAN):
+                honest.append(
+                    {"rule": rule_name, "pictures": name, **honesty(scores, is_sure, closer, labels)}
+                )
             row[name] = round(float(right.mean()), 3)
             if kinds is not None:
                 for kind in unlike.KINDS:
@@ -457,6 +506,11 @@ def main(argv: list[str] | None = None) -> int:
             common.markdown_table(rows, columns),
             "Per kind (the seed in brackets):",
             common.markdown_table(rows, ["rule"] + [c for c in rows[0] if c not in columns]),
+            "What the library's answers state: *looked closer*, the answers a crop gave, their mean top "
+            "probability (*stated*) and how many of them are right; *not sure*, the answers `verdict` does "
+            "not give as sure, and how often the true class is among the candidates it names (the most "
+            "probable of the top 5 until they reach `prediction.CANDIDATE_MASS`), and how many:",
+            common.markdown_table(honest),
             f"Pictures that look enlarged (`prediction.looks_enlarged`, {ENLARGED_LEVELS} grey levels; "
             "training photos saved as JPEG quality 90, enlarged by Lanczos down and bicubic up):",
             common.markdown_table(shares, ["pictures", "look enlarged"]),

@@ -55,18 +55,30 @@ TRAINED_ON = {
 SWEEP = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
-def scores(first, labels: np.ndarray | None, sure: np.ndarray) -> dict[str, float]:
-    """Top-1, share unfamiliar, share answered as sure and the accuracy among those answers.
+def scores(first, labels: np.ndarray | None, verdicts: list) -> dict[str, float]:
+    """Top-1, share unfamiliar, share answered as sure and the accuracy among those answers;
+    for the answers not given as sure, how often the true class is among the candidates the
+    sentence names, and how many it names.
 
     `labels` None: pictures of no class (every answer is wrong; top-1 is not defined).
     """
     right = np.zeros(len(first), bool) if labels is None else first["index"].to_numpy() == labels
     familiar = first["familiar"].to_numpy()
+    sure = np.array([v.sure for v in verdicts], bool)
+    named = [[c.index for c in v.candidates] for v in verdicts]
+    among = np.array([labels is not None and labels[i] in n for i, n in enumerate(named)], bool)
+    nan = float("nan")
     return {
-        "top1": float("nan") if labels is None else round(float(right.mean()), 3),
+        "top1": nan if labels is None else round(float(right.mean()), 3),
         "unfamiliar": round(float(np.mean(familiar == False)), 3),  # noqa: E712 (an object column)
         "answered as sure": round(float(sure.mean()), 3),
-        "acc when sure": round(float(right[sure].mean()), 3) if sure.any() else float("nan"),
+        "acc when sure": round(float(right[sure].mean()), 3) if sure.any() else nan,
+        "not sure: right among candidates": round(float(among[~sure].mean()), 3)
+        if labels is not None and (~sure).any()
+        else nan,
+        "candidates named": round(float(np.array([len(n) for n in named])[~sure].mean()), 1)
+        if (~sure).any()
+        else nan,
     }
 
 
@@ -220,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from flowerlib import unlike
     from flowerlib.novelty import load_reference
-    from flowerlib.prediction import SURE_PROBABILITY, predict_many, verdict
+    from flowerlib.prediction import CANDIDATE_MASS, SURE_PROBABILITY, predict_many, verdict
     from flowerlib.train import train
 
     args.sure = SURE_PROBABILITY if args.sure is None else args.sure
@@ -269,13 +281,15 @@ def main(argv: list[str] | None = None) -> int:
         for name, sources, labels, kinds in pictures:
             t0 = time.perf_counter()
             top = predict_many(
-                models, sources, top_k=3, look_closer=look_closer, sure=args.sure, reference=references
+                models, sources, top_k=5, look_closer=look_closer, sure=args.sure, reference=references
             )
             seconds = (time.perf_counter() - t0) / len(sources)
             first = top[top["rank"] == 1].reset_index(drop=True)
-            sure = np.array([verdict(top[top["source"] == i], args.sure).sure for i in range(len(sources))])
+            verdicts = [verdict(top[top["source"] == i], args.sure) for i in range(len(sources))]
             view = "look closer" if look_closer else "whole photo"
-            rows.append({"pictures": name, "predict": view, "n": len(sources), **scores(first, labels, sure)})
+            rows.append(
+                {"pictures": name, "predict": view, "n": len(sources), **scores(first, labels, verdicts)}
+            )
             rows[-1]["s / picture"] = round(seconds, 3)
             if not look_closer and labels is not None:  # the sure threshold, swept on the whole photos
                 right = first["index"].to_numpy() == labels
@@ -300,7 +314,11 @@ def main(argv: list[str] | None = None) -> int:
                             "pictures": f"– {kind}",
                             "predict": view,
                             "n": int(mask.sum()),
-                            **scores(first[mask].reset_index(drop=True), labels[mask], sure[mask]),
+                            **scores(
+                                first[mask].reset_index(drop=True),
+                                labels[mask],
+                                [v for v, m in zip(verdicts, mask, strict=True) if m],
+                            ),
                         }
                     )
     loads.append(common.load_text())
@@ -326,7 +344,10 @@ def main(argv: list[str] | None = None) -> int:
             f"(the default). *unfamiliar*: farther from every training photo than 95 % of the validation "
             f"photos (`flowerlib.novelty`); *answered as sure*: `verdict(..., sure={args.sure})` is sure (top "
             f"probability ≥ {args.sure} after the temperature, whole photo, familiar); *acc when sure*: top-1 "
-            f"among those. Training {wall.seconds:.0f} s ({'reused' if result.resumed else 'trained now'}; "
+            f"among those; *not sure: right among candidates*: among the other answers, how often the true "
+            f"class is one of the candidates `verdict` names (top 5 until they reach "
+            f"{CANDIDATE_MASS:.0%} of the probability), *candidates named*: how many, on average. "
+            f"Training {wall.seconds:.0f} s ({'reused' if result.resumed else 'trained now'}; "
             f"{result.info.get('extract_seconds', 0):.0f} s extraction, {result.info.get('fine_tune_seconds', 0):.0f} s fine-tuning).",
             common.markdown_table(rows),
             "The threshold of `verdict` (the whole photo, familiar photos only), swept:",

@@ -805,7 +805,8 @@ def build_parser() -> argparse.ArgumentParser:
         "square photo (more of a wider one; 54 of an unfamiliar photo of at least 224 px; none "
         "narrower than half the model's input, 112 px at 224, or a quarter for an unfamiliar photo; "
         "none of a photo that looks enlarged "
-        "from a smaller one) are scored too and the most confident view answers (never as sure; crops that look "
+        "from a smaller one) are scored too and the most confident crop, if it beats the whole photo, answers "
+        "together with it, the mean of their probabilities (never as sure; crops that look "
         "like a training photo first, else those nearer one than the whole photo)",
     )
     add_json(p, "the predictions and the answers")

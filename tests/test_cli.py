@@ -272,9 +272,7 @@ def test_predict_prints_the_answer_and_a_table(trained, capsys):
     if result["sure"]:
         assert lines[1].startswith(f"  {top['name']} (") and lines[1].endswith(" %)")
     elif result["view"] == "closer":
-        assert lines[1].startswith(
-            f"  Not sure; looking closer, part of the photo looks like {top['name']} ("
-        )
+        assert lines[1].startswith(f"  Not sure; looking closer at part of the photo: {top['name']} (")
     else:
         assert lines[1].startswith(f"  Not sure: {top['name']} (")
     if result["view"] == "closer":  # which part of the photo answered
@@ -317,7 +315,7 @@ def test_predict_says_which_crop_answered(trained, capsys, monkeypatch):
     code, out, _ = _run(capsys, "predict", image, "--top-k", "2", "--data-dir", str(data_dir), *SMOKE)
     assert code == 0
     lines = out.splitlines()
-    assert lines[1].startswith(f"  Not sure; looking closer, part of the photo looks like {names[3]} (80 %)")
+    assert lines[1].startswith(f"  Not sure; looking closer at part of the photo: {names[3]} (80 %)")
     assert lines[2] == "  (the 130-px square at left 20, top 10 of the photo)"
 
 
