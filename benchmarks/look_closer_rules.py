@@ -34,8 +34,10 @@ rule sees exactly the same pictures and model outputs:
 
 For the library's rule, with the crop's probabilities or the mean, a second table gives
 what looked-closer answers state (their mean top probability) against how often they
-are right, and how often a not-sure answer's candidates (as `verdict` names them) hold
-the true class. A third gives the share of pictures that look enlarged: per set and kind,
+are right, how many answers are given as sure (also from a familiar crop, as the library
+does now, or from whole photos only) and how many of those are right, and how often a
+not-sure answer's candidates (as `verdict` names them) hold the true class. A third gives
+the share of pictures that look enlarged: per set and kind,
 and for training photos saved as JPEGs of quality 90, as they are and enlarged
 1.5-6x (Lanczos down, bicubic up), which is how `prediction.ENLARGED_LEVELS` was chosen.
 
@@ -147,7 +149,8 @@ def _views(
 def rule_max(candidates, unfamiliar_candidates=None, crops_near=None, with_whole=False):
     """The most confident crop, among the whole photo's `candidates` leading classes
     (`unfamiliar_candidates` when the photo is unfamiliar; None: any class); with
-    `with_whole`, the mean of its probabilities and the whole photo's.
+    `with_whole`, the mean of its probabilities and the whole photo's. When a crop
+    answers, the rule gives `(scores, that crop's distance over the threshold)`.
 
     `crops_near`: None, every crop competes; "first", only the crops that are
     themselves familiar (near a training photo) when there are any; "only", only
@@ -163,14 +166,15 @@ def rule_max(candidates, unfamiliar_candidates=None, crops_near=None, with_whole
         if crops_near == "first, then nearer" and not keep.any():
             keep = crop_d < whole_d  # no familiar crop: those nearer a training photo than the whole
         if crops_near is not None and (keep.any() or crops_near != "first"):
-            crops = crops[keep]
+            crops, crop_d = crops[keep], crop_d[keep]
         if not len(crops):
             return whole
-        best = crops[crops.max(axis=1).argmax()]
+        b = crops.max(axis=1).argmax()
+        best = crops[b]
         allowed = n is None or best.argmax() in np.argsort(-whole)[:n]
         if not (allowed and best.max() > whole.max()):
             return whole
-        return (best + whole) / 2 if with_whole else best
+        return ((best + whole) / 2 if with_whole else best), float(crop_d[b])
 
     return rule
 
@@ -336,39 +340,47 @@ def answers(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """What each picture gets under `rule` (whole-photo answer when it is sure and familiar,
     or, with `skip_enlarged`, when it looks enlarged: `v["enlarged"]`): the answer's scores,
-    whether `verdict` would call it sure (whole photo, sure and familiar), and whether the
-    rule changed it (a crop answered)."""
-    out, is_sure, changed = [], [], []
+    whether the whole photo was sure and familiar, whether the rule changed it (a crop
+    answered), and whether that crop is itself familiar (`rule_max` says; else False)."""
+    out, is_sure, changed, crop_near = [], [], [], []
     for i in range(len(v["familiar"])):
         familiar = bool(v["familiar"][i])
         # `scales` may be {familiar: (scales, min_side)}: other crops for unfamiliar photos.
         own_scales, own_min = scales[familiar] if isinstance(scales, dict) else (scales, min_side)
         whole, crops, distances = _views(v, i, own_scales, mirrors, own_min)
         is_sure.append(whole.max() >= sure and familiar)
-        if is_sure[-1] or (skip_enlarged and v["enlarged"][i]):
-            out.append(whole)
-        else:
-            out.append(np.asarray(rule(whole, crops, familiar, distances)))
-        changed.append(out[-1] is not whole)
-    return np.stack(out), np.asarray(is_sure), np.asarray(changed)
+        result = whole
+        if not (is_sure[-1] or (skip_enlarged and v["enlarged"][i])):
+            result = rule(whole, crops, familiar, distances)
+        scores, crop_d = result if isinstance(result, tuple) else (result, np.inf)
+        out.append(np.asarray(scores))
+        changed.append(scores is not whole)
+        crop_near.append(crop_d <= 1)
+    return np.stack(out), np.asarray(is_sure), np.asarray(changed), np.asarray(crop_near)
 
 
-def honesty(scores: np.ndarray, is_sure: np.ndarray, closer: np.ndarray, labels: np.ndarray) -> dict:
-    """What looked-closer answers state against how often they are right, and, for the answers
-    not given as sure, how often the true class is among the candidates `verdict` names (of the
-    top 5, as `flowerlib predict` lists them) and how many it names."""
+def honesty(scores, is_sure, closer, crop_near, labels, sure: float, closer_sure: bool) -> dict:
+    """What looked-closer answers state against how often they are right; how many answers
+    `verdict` gives as sure and how many of those are right (with `closer_sure`, a looked-closer
+    answer from a familiar crop at `sure` and up too, as the library does now; else whole,
+    familiar photos only); and, for the other answers, how often the true class is among the
+    candidates `verdict` names (of the top 5, as `flowerlib predict` lists them) and how many."""
     from flowerlib.prediction import _top_table, verdict
 
     right = scores.argmax(axis=1) == labels
+    answered = is_sure | (closer_sure & closer & crop_near & (scores.max(axis=1) >= sure))
     names = [str(c) for c in range(scores.shape[1])]
-    named = [[c.index for c in verdict(_top_table(p, 5, names)).candidates] for p in scores[~is_sure]]
+    named = [[c.index for c in verdict(_top_table(p, 5, names)).candidates] for p in scores[~answered]]
+    nan = float("nan")
     return {
         "looked closer": int(closer.sum()),
-        "stated": round(float(scores[closer].max(axis=1).mean()), 3) if closer.any() else float("nan"),
-        "right": round(float(right[closer].mean()), 3) if closer.any() else float("nan"),
-        "not sure": int((~is_sure).sum()),
+        "stated": round(float(scores[closer].max(axis=1).mean()), 3) if closer.any() else nan,
+        "right": round(float(right[closer].mean()), 3) if closer.any() else nan,
+        "answered as sure": round(float(answered.mean()), 3),
+        "right when sure": round(float(right[answered].mean()), 3) if answered.any() else nan,
+        "not sure": int((~answered).sum()),
         "right among candidates": round(
-            float(np.mean([y in n for y, n in zip(labels[~is_sure], named, strict=True)])), 3
+            float(np.mean([y in n for y, n in zip(labels[~answered], named, strict=True)])), 3
         ),
         "candidates": round(float(np.mean([len(n) for n in named])), 2),
     }
@@ -471,12 +483,19 @@ def main(argv: list[str] | None = None) -> int:
         gate = SURE_PROBABILITY if gate is None else gate
         row = {"rule": rule_name}
         for name, (v, labels, kinds) in scored.items():
-            scores, is_sure, closer = answers(v, rule, scales, mirrors, gate, min_side, skip)
+            scores, is_sure, closer, crop_near = answers(v, rule, scales, mirrors, gate, min_side, skip)
             right = scores.argmax(axis=1) == labels
-            if rule_name.startswith(BEFORE_MEAN):
-                honest.append(
-                    {"rule": rule_name, "pictures": name, **honesty(scores, is_sure, closer, labels)}
-                )
+            for closer_sure in (False, True) if rule_name == LIBRARY else (False,):
+                if rule_name.startswith(BEFORE_MEAN):
+                    label = rule_name
+                    if rule_name == LIBRARY:  # the same answers; which of them are sure
+                        label = LIBRARY.replace(" (the library now)", "") + (
+                            ", sure also from a familiar crop (the library now)"
+                            if closer_sure
+                            else ", never sure after looking closer"
+                        )
+                    facts = honesty(scores, is_sure, closer, crop_near, labels, gate, closer_sure)
+                    honest.append({"rule": label, "pictures": name, **facts})
             row[name] = round(float(right.mean()), 3)
             if kinds is not None:
                 for kind in unlike.KINDS:
@@ -507,9 +526,11 @@ def main(argv: list[str] | None = None) -> int:
             "Per kind (the seed in brackets):",
             common.markdown_table(rows, ["rule"] + [c for c in rows[0] if c not in columns]),
             "What the library's answers state: *looked closer*, the answers a crop gave, their mean top "
-            "probability (*stated*) and how many of them are right; *not sure*, the answers `verdict` does "
-            "not give as sure, and how often the true class is among the candidates it names (the most "
-            "probable of the top 5 until they reach `prediction.CANDIDATE_MASS`), and how many:",
+            "probability (*stated*) and how many of them are right; *answered as sure*, the share `verdict` "
+            "gives as sure (whole, familiar photos at the threshold and up; in the library now also answers "
+            "from a crop that looks like a training photo), and how many of those are right; *not sure*, "
+            "the other answers, and how often the true class is among the candidates `verdict` names (the "
+            "most probable of the top 5 until they reach `prediction.CANDIDATE_MASS`), and how many:",
             common.markdown_table(honest),
             f"Pictures that look enlarged (`prediction.looks_enlarged`, {ENLARGED_LEVELS} grey levels; "
             "training photos saved as JPEG quality 90, enlarged by Lanczos down and bicubic up):",

@@ -20,7 +20,8 @@ closer (the default). For each it reports top-1 accuracy; the share the model
 calls unfamiliar (`flowerlib.novelty`, the run's `reference.npz`, written
 by `train`, also for a run finished before it existed); and, to
 judge the confidence, the share of answers `verdict` gives as sure (top
-probability of at least `--sure`, whole photo, familiar) and the accuracy among
+probability of at least `--sure`, for a whole and familiar photo or, looking closer, a crop
+that looks like a training photo) and the accuracy among
 those; and the seconds per picture. A recipe that generalises gains on both
 benchmarks.
 
@@ -343,7 +344,8 @@ def main(argv: list[str] | None = None) -> int:
             f"seed {args.seed}. Through `prediction.predict_many`, the whole photo only or looking closer "
             f"(the default). *unfamiliar*: farther from every training photo than 95 % of the validation "
             f"photos (`flowerlib.novelty`); *answered as sure*: `verdict(..., sure={args.sure})` is sure (top "
-            f"probability ≥ {args.sure} after the temperature, whole photo, familiar); *acc when sure*: top-1 "
+            f"probability ≥ {args.sure} after the temperature, whole and familiar photo, or looking closer a "
+            f"crop that looks like a training photo); *acc when sure*: top-1 "
             f"among those; *not sure: right among candidates*: among the other answers, how often the true "
             f"class is one of the candidates `verdict` names (top 5 until they reach "
             f"{CANDIDATE_MASS:.0%} of the probability), *candidates named*: how many, on average. "

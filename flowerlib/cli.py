@@ -546,7 +546,7 @@ def cmd_predict(cfg: Config, args: argparse.Namespace) -> list[dict[str, Any]] |
         rows = table[table["source"] == position].drop(columns="source")
         position += 1
         answer = prediction.verdict(rows, sure)
-        box = rows["box"].iloc[0]
+        box, crop_familiar = rows["box"].iloc[0], rows["crop_familiar"].iloc[0]
         results.append(
             {
                 "image": source,
@@ -558,6 +558,7 @@ def cmd_predict(cfg: Config, args: argparse.Namespace) -> list[dict[str, Any]] |
                 "view": rows["view"].iloc[0],
                 "box": None if box is None else dict(zip(("top", "left", "side"), box, strict=True)),
                 "familiar": answer.familiar,
+                "crop_familiar": None if crop_familiar is None else bool(crop_familiar),
                 "closer_skipped": answer.closer_skipped,
             }
         )
@@ -801,13 +802,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--no-look-closer",
         action="store_true",
-        help="classify the whole photo only; by default, when it gives no sure answer, 29 crops of a "
-        "square photo (more of a wider one; 54 of an unfamiliar photo of at least 224 px; none "
-        "narrower than half the model's input, 112 px at 224, or a quarter for an unfamiliar photo; "
-        "none of a photo that looks enlarged "
-        "from a smaller one) are scored too and the most confident crop, if it beats the whole photo, answers "
-        "together with it, the mean of their probabilities (never as sure; crops that look "
-        "like a training photo first, else those nearer one than the whole photo)",
+        help="classify the whole photo only. By default, when the whole photo gives no sure answer, square "
+        "crops of it are scored too (29 of a square photo, more of a wider or unfamiliar one, none of a photo "
+        "too small or enlarged from a smaller one; see the README); if the most confident crop beats the "
+        "whole photo, the answer's probabilities are the mean of that crop's and the whole photo's, and it "
+        "is never given as sure",
     )
     add_json(p, "the predictions and the answers")
     p = add("run", cmd_run, "all four steps in order: download, prepare, train, evaluate")

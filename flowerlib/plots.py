@@ -572,7 +572,7 @@ def plot_answers(images, tables, titles=None, *, cols: int = 3):
 
     Args:
         images: the photos (RGB arrays in 0..255, any size).
-        tables: one `predict` table per photo (with `view`, `box`, `familiar`).
+        tables: one `predict` table per photo (with `view`, `box`, `familiar`, `crop_familiar`).
         titles: a first title line per photo (e.g. what the picture is); optional.
         cols: photos per row.
 

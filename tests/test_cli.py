@@ -272,7 +272,9 @@ def test_predict_prints_the_answer_and_a_table(trained, capsys):
     if result["sure"]:
         assert lines[1].startswith(f"  {top['name']} (") and lines[1].endswith(" %)")
     elif result["view"] == "closer":
-        assert lines[1].startswith(f"  Not sure; looking closer at part of the photo: {top['name']} (")
+        assert lines[1].startswith(
+            f"  Not sure; the whole photo and a closer look at part of it say: {top['name']} ("
+        )
     else:
         assert lines[1].startswith(f"  Not sure: {top['name']} (")
     if result["view"] == "closer":  # which part of the photo answered
@@ -293,6 +295,8 @@ def test_predict_says_which_crop_answered(trained, capsys, monkeypatch):
     data_dir, _ = trained
     names = json.loads((data_dir / "runs" / "tiny-official" / "labels.json").read_text())
 
+    crop_familiar = [False]
+
     def looked_closer(
         model, sources, top_k=5, class_names=None, **kwargs
     ):  # a crop's answer, as the library gives it
@@ -305,18 +309,30 @@ def test_predict_says_which_crop_answered(trained, capsys, monkeypatch):
                 "probability": [0.8, 0.1],
                 "view": "closer",
                 "box": [(10, 20, 130)] * 2,
-                "familiar": True,
+                "familiar": False,
+                "crop_familiar": crop_familiar[0],
                 "closer_skipped": None,
             }
         )
 
     monkeypatch.setattr(prediction, "predict_many", looked_closer)
     image = str(data_dir / "jpg" / "image_00001.jpg")
-    code, out, _ = _run(capsys, "predict", image, "--top-k", "2", "--data-dir", str(data_dir), *SMOKE)
+    argv = ("predict", image, "--top-k", "2", "--data-dir", str(data_dir), *SMOKE)
+    code, out, _ = _run(capsys, *argv)
     assert code == 0
     lines = out.splitlines()
-    assert lines[1].startswith(f"  Not sure; looking closer at part of the photo: {names[3]} (80 %)")
+    assert lines[1].startswith(
+        f"  Not sure; the whole photo and a closer look at part of it say: {names[3]} (80 %)"
+    )
     assert lines[2] == "  (the 130-px square at left 20, top 10 of the photo)"
+    crop_familiar[0] = True  # the crop looks like a training photo: its answer may be sure
+    lines = _run(capsys, *argv)[1].splitlines()
+    assert lines[1:3] == [
+        f"  {names[3]} (80 %), from a closer look at part of the photo",
+        "  (the 130-px square at left 20, top 10 of the photo)",
+    ]
+    (result,) = json.loads(_run(capsys, *argv, "--json")[1])
+    assert result["sure"] is True and result["familiar"] is False and result["crop_familiar"] is True
 
 
 def test_predict_classifies_the_readable_images_and_reports_the_others(trained, tmp_path, capsys):
@@ -377,7 +393,9 @@ def test_predict_json_parses_and_respects_top_k(trained, capsys):
             result["familiar"], bool
         )  # training wrote a reference
         whole = result["view"] == "whole"
-        assert result["sure"] is (preds[0]["probability"] >= 0.7 and whole and result["familiar"])
+        trusted = result["familiar"] if whole else result["crop_familiar"]  # a crop's answer: the crop's
+        assert result["crop_familiar"] is None if whole else isinstance(result["crop_familiar"], bool)
+        assert result["sure"] is (preds[0]["probability"] >= 0.7 and trusted)
         assert (result["box"] is None) is whole
         assert result["closer_skipped"] in (None, "small", "enlarged")
         assert result["closer_skipped"] is None or (whole and not result["sure"])

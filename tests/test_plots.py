@@ -42,7 +42,7 @@ def test_plot_answers_outlines_the_crop_a_look_closer_answer_came_from():
     import numpy as np
     from matplotlib.patches import Rectangle
 
-    def table(view, box, familiar, p):
+    def table(view, box, familiar, p, crop_familiar=None):
         return pd.DataFrame(
             {
                 "rank": [1, 2],
@@ -52,18 +52,29 @@ def test_plot_answers_outlines_the_crop_a_look_closer_answer_came_from():
                 "view": view,
                 "box": [box, box],
                 "familiar": familiar,
+                "crop_familiar": crop_familiar,
             }
         )
 
-    images = [np.zeros((100, 150, 3)), np.zeros((80, 80, 3))]
-    tables = [table("closer", (10, 20, 40), True, 0.95), table("whole", None, True, 0.9)]
+    images = [np.zeros((100, 150, 3)), np.zeros((80, 80, 3)), np.zeros((90, 90, 3))]
+    tables = [
+        table("closer", (10, 20, 40), True, 0.95, crop_familiar=False),
+        table("whole", None, True, 0.9),
+        table("closer", (0, 0, 50), False, 0.8, crop_familiar=True),
+    ]
     try:
-        fig = plots.plot_answers(images, tables, ["zoomed out", "as taken"])
-        first, second = fig.axes[:2]
+        fig = plots.plot_answers(images, tables, ["zoomed out", "as taken", "far away"])
+        first, second, third = fig.axes[:3]
         (patch,) = [p for p in first.patches if isinstance(p, Rectangle)]
         assert (patch.get_x(), patch.get_y(), patch.get_width(), patch.get_height()) == (20, 10, 40, 40)
         assert not [p for p in second.patches if isinstance(p, Rectangle)]
-        assert first.get_title().startswith("zoomed out\nNot sure; looking closer")
+        assert first.get_title().startswith("zoomed out\nNot sure; the whole photo and a closer")
+        assert first.title.get_color() == "darkorange"
         assert second.get_title() == "as taken\nrose (90 %)" and second.title.get_color() == "darkgreen"
+        # a familiar crop's answer may be sure: green, with its square outlined
+        assert third.get_title().startswith("far away\nrose (80 %), from a closer look")
+        assert third.title.get_color() == "darkgreen" and [
+            p for p in third.patches if isinstance(p, Rectangle)
+        ]
     finally:
         plt.close("all")

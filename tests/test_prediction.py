@@ -86,6 +86,7 @@ def test_predict_image_files(model, tmp_path, name, make, top):
         "view",
         "box",
         "familiar",
+        "crop_familiar",
         "closer_skipped",
     ]
     assert table["rank"].tolist() == [1, 2] and len(table) == 2
@@ -623,7 +624,7 @@ def test_looking_closer_finds_a_small_flower_off_centre_and_is_never_sure_of_it(
     assert top <= 255 <= top + side and left <= 35 <= left + side  # the red square's centre is inside
     answer = verdict(closer)
     assert not answer.sure and answer.looked_closer and answer.name == "red"
-    assert answer.sentence.startswith("Not sure; looking closer at part of the photo: red (")
+    assert answer.sentence.startswith("Not sure; the whole photo and a closer look at part of it say: red (")
 
 
 def test_a_sure_whole_photo_is_not_looked_at_closer(model, monkeypatch):
@@ -682,6 +683,42 @@ def test_a_photo_unlike_every_training_photo_is_marked_and_never_sure(model, tmp
     )
     no_reference = prediction.predict(model, green, class_names=NAMES)
     assert no_reference["familiar"].iloc[0] is None and verdict(no_reference).sure
+
+
+def test_a_looked_closer_answer_is_sure_only_from_a_crop_that_looks_like_a_training_photo(model):
+    # A grey photo with a red square in a corner: the whole photo is unsure (and, to a model that
+    # knows red flowers, unfamiliar); a crop of the red square is confident. To a model that knows
+    # only pure red (a tiny threshold) no crop is familiar, but the red crops are nearer to its
+    # training photo than the whole photo is, so one still answers.
+    photo = _grey_with_red_corner(side=300, patch=70)
+    answers = {
+        name: prediction.predict(model, photo, class_names=NAMES, reference=reference)
+        for name, reference in (
+            ("knows red", KNOWS_RED),
+            ("knows pure red", _knowing(np.array(RED, float), threshold=0.01)),
+            ("no reference", None),
+        )
+    }
+    for name, table in answers.items():
+        assert table["view"].iloc[0] == "closer" and table["name"].iloc[0] == "red", name
+        assert table["probability"].iloc[0] >= SURE_PROBABILITY, name  # the mean with the whole photo
+    assert answers["knows red"]["familiar"].iloc[0] == False  # noqa: E712 (a NumPy bool)
+    assert answers["knows red"]["crop_familiar"].iloc[0] == True  # noqa: E712
+    assert answers["knows pure red"]["crop_familiar"].iloc[0] == False  # noqa: E712
+    assert answers["no reference"]["crop_familiar"].iloc[0] is None
+    sure = verdict(answers["knows red"])
+    assert sure.sure and sure.looked_closer and sure.familiar is False and sure.name == "red"
+    assert sure.sentence.startswith("red (") and sure.sentence.endswith(
+        ", from a closer look at part of the photo"
+    )
+    for name in ("knows pure red", "no reference"):  # an unfamiliar crop, or none known: never sure
+        answer = verdict(answers[name])
+        assert not answer.sure and answer.sentence.startswith(
+            "Not sure; the whole photo and a closer look at part of it say: red ("
+        ), name
+    assert not verdict(answers["knows red"], sure=0.9).sure  # the threshold still applies
+    whole = prediction.predict(model, photo, class_names=NAMES, reference=KNOWS_RED, look_closer=False)
+    assert whole["crop_familiar"].iloc[0] is None and not verdict(whole).sure
 
 
 def test_a_reference_needs_a_classifier_with_a_pool_layer_and_the_right_features(model):
