@@ -490,8 +490,9 @@ def cmd_predict(cfg: Config, args: argparse.Namespace) -> list[dict[str, Any]] |
 
     The answer is `prediction.verdict`'s sentence: the class alone when its
     calibrated probability reaches `--sure` and the photo is like the training
-    photos, else "Not sure..." with the candidates, after looking closer at
-    crops of the photo (unless --no-look-closer). A not-sure answer is an
+    photos (or, after looking closer, the crop that answered is), else "Not
+    sure..." with the candidates; the photo is looked at closer in crops when the
+    whole gives no sure answer (unless --no-look-closer). A not-sure answer is an
     answer: the exit status stays 0. An image that cannot be read is an error
     (exit status 2) after the others have been classified.
     """
@@ -805,8 +806,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="classify the whole photo only. By default, when the whole photo gives no sure answer, square "
         "crops of it are scored too (29 of a square photo, more of a wider or unfamiliar one, none of a photo "
         "too small or enlarged from a smaller one; see the README); if the most confident crop beats the "
-        "whole photo, the answer's probabilities are the mean of that crop's and the whole photo's, and it "
-        "is never given as sure",
+        "whole photo, the answer's probabilities are the mean of that crop's and the whole photo's; it is "
+        "given as sure only when that crop looks like a training photo (needs reference.npz) and the mean "
+        "reaches --sure",
     )
     add_json(p, "the predictions and the answers")
     p = add("run", cmd_run, "all four steps in order: download, prepare, train, evaluate")

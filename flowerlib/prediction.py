@@ -11,7 +11,8 @@ returns the top-k classes as a small table::
     0     1     53       sunflower        0.912
     ...
 
-(plus the columns `view`, `box` and `familiar`, below). `verdict(top)` turns
+(plus the columns `view`, `box`, `familiar`, `crop_familiar` and `closer_skipped`,
+below). `verdict(top)` turns
 that table into an honest answer: the class alone when its calibrated
 probability reaches `SURE_PROBABILITY`, otherwise "not sure" and the few classes
 it hesitates between::
@@ -30,7 +31,8 @@ photo's (`view` is `"closer"`, `box` the crop). With
 `reference=` (the `reference.npz` training saves beside the model,
 `flowerlib.novelty`) it marks a photo that looks unlike every training photo
 (`familiar` False), and a crop that itself looks like a training photo comes
-before those that do not. `verdict` never calls either kind of answer sure.
+before those that do not. `verdict` never calls an unfamiliar photo's whole-photo
+answer sure, nor a looked-closer answer unless its crop looks like a training photo.
 
 Anything that is not a usable image is refused with one clear `PredictionError`
 (a `ValueError`): not an image, an empty or truncated file, a decompression
@@ -836,8 +838,8 @@ def predict(
 
     Returns:
         DataFrame with columns `rank` (1 = most probable), `index` (class
-        index), `name`, `probability`, and `view`, `box`, `familiar` (see
-        `predict_many`).
+        index), `name`, `probability`, and `view`, `box`, `familiar`,
+        `crop_familiar`, `closer_skipped` (see `predict_many`).
 
     Raises:
         PredictionError: the source is not a usable image, or `top_k` /
@@ -872,14 +874,18 @@ class Verdict:
     """What the model answers about one picture, in words (`verdict` makes it).
 
     Attributes:
-        sure: the top probability reached the threshold: the answer is `name`.
+        sure: the top probability reached the threshold, for a familiar whole photo
+            or a looked-closer answer from a familiar crop: the answer is `name`.
         name: the most probable class (the answer when `sure`).
         probability: its calibrated probability.
         candidates: the most probable classes, most probable first, until together
             they reach `CANDIDATE_MASS` (at most the rows of the table given);
             always starts with `name`.
-        sentence: one plain line: ``"sunflower (97 %)"`` when sure, else
+        sentence: one plain line: ``"sunflower (97 %)"`` when sure (``"sunflower (82 %),
+            after a closer look at part of the photo"`` from a crop), else
             ``"Not sure: sunflower (41 %), black-eyed susan (30 %) or barbeton daisy (20 %)"``
+            (``"Not sure; the whole photo and a closer look at part of it say: ..."``
+            from a crop)
             (ending with ``"or other classes (N %)"`` when the candidates listed
             fall short of `CANDIDATE_MASS`). `str(verdict)` is this sentence.
         threshold: the `sure` threshold that was applied.
@@ -949,8 +955,9 @@ def verdict(top: pd.DataFrame, sure: float = SURE_PROBABILITY, *, mass: float = 
     either, unless it was found by looking closer in a crop that itself looks like
     a training photo (`view == "closer"`, `crop_familiar` True: its probabilities
     are the mean of that crop's and the whole photo's). A looked-closer answer from
-    an unfamiliar crop, or without a reference, is never sure: such answers were
-    measured to be right less often than they state. With three trained models,
+    an unfamiliar crop (when no crop looks like a training photo), or without a
+    reference, is never sure: only the answers from a familiar crop were measured to
+    be right as often as the whole photo's sure answers. With three trained models,
     looked-closer answers from a familiar crop at `SURE_PROBABILITY` and up were
     right 469 of 499 times on unlike pictures (0.94), 19 of 20 on held-out photos, 15
     of 16 on web thumbnails; giving them as sure raised the sure answers from 0.263 to
@@ -1010,16 +1017,18 @@ def verdict(top: pd.DataFrame, sure: float = SURE_PROBABILITY, *, mass: float = 
             break
     best = candidates[0]
     closer = _single(top, "view", "whole") == "closer"
-    familiar, crop_familiar = (_single(top, column, None) for column in ("familiar", "crop_familiar"))
-    familiar = None if familiar is None else bool(familiar)  # a NumPy bool in the table
+    # whether the photo, and the crop that answered, look like a training photo (None: not known)
+    familiar, crop_familiar = (
+        None if f is None else bool(f) for f in (_single(top, c, None) for c in ("familiar", "crop_familiar"))
+    )
     skipped = _single(top, "closer_skipped", None)
     # A looked-closer answer may be sure only from a crop that looks like a training photo.
-    trusted = crop_familiar is not None and bool(crop_familiar) if closer else familiar is not False
+    trusted = crop_familiar is True if closer else familiar is not False
     is_sure = best.probability >= sure and trusted
     if is_sure:
         sentence = f"{best.name} ({_in_words(best.probability)})"
         if closer:
-            sentence += ", from a closer look at part of the photo"
+            sentence += ", after a closer look at part of the photo"
     else:
         parts = [f"{c.name} ({_in_words(c.probability)})" for c in candidates]
         if total < mass - _ROUNDING:  # the table ran out before the candidates reached `mass`
@@ -1028,8 +1037,14 @@ def verdict(top: pd.DataFrame, sure: float = SURE_PROBABILITY, *, mass: float = 
         separator = "; " if any("," in c.name for c in candidates) else ", "
         lead = "Not sure; the whole photo and a closer look at part of it say: " if closer else "Not sure: "
         sentence = lead + _listed(parts, separator)
-        if familiar is False:
-            sentence += ". The photo looks unlike every training photo, so this may well be wrong"
+        unlike = [
+            w
+            for w, known in (("the photo", familiar), ("the part looked at", crop_familiar))
+            if known is False
+        ]
+        if unlike:
+            verb = "looks" if len(unlike) == 1 else "look"
+            sentence += f". {' and '.join(unlike).capitalize()} {verb} unlike every training photo, so this may well be wrong"
         if skipped is not None:
             sentence += ". " + _NO_CLOSER_LOOK.get(skipped, f"It was not looked at closer ({skipped})")
     return Verdict(

@@ -328,7 +328,7 @@ def test_predict_says_which_crop_answered(trained, capsys, monkeypatch):
     crop_familiar[0] = True  # the crop looks like a training photo: its answer may be sure
     lines = _run(capsys, *argv)[1].splitlines()
     assert lines[1:3] == [
-        f"  {names[3]} (80 %), from a closer look at part of the photo",
+        f"  {names[3]} (80 %), after a closer look at part of the photo",
         "  (the 130-px square at left 20, top 10 of the photo)",
     ]
     (result,) = json.loads(_run(capsys, *argv, "--json")[1])
@@ -467,9 +467,8 @@ def test_predict_flags_an_unfamiliar_photo_and_warns_when_the_model_has_no_refer
     assert code == 0 and "warning" not in err
     results = json.loads(out)
     assert results[1]["familiar"] is False and results[1]["sure"] is False
-    assert results[1]["sentence"].endswith(
-        "The photo looks unlike every training photo, so this may well be wrong"
-    )
+    unlike = "The photo looks" if results[1]["view"] == "whole" else "The photo and the part looked at look"
+    assert results[1]["sentence"].endswith(f"{unlike} unlike every training photo, so this may well be wrong")
     copy = tmp_path / "copy"
     copy.mkdir()
     shutil.copy(run / "model.keras", copy / "model.keras")

@@ -72,7 +72,7 @@ def test_plot_answers_outlines_the_crop_a_look_closer_answer_came_from():
         assert first.title.get_color() == "darkorange"
         assert second.get_title() == "as taken\nrose (90 %)" and second.title.get_color() == "darkgreen"
         # a familiar crop's answer may be sure: green, with its square outlined
-        assert third.get_title().startswith("far away\nrose (80 %), from a closer look")
+        assert third.get_title().startswith("far away\nrose (80 %), after a closer look")
         assert third.title.get_color() == "darkgreen" and [
             p for p in third.patches if isinstance(p, Rectangle)
         ]

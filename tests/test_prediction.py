@@ -709,13 +709,17 @@ def test_a_looked_closer_answer_is_sure_only_from_a_crop_that_looks_like_a_train
     sure = verdict(answers["knows red"])
     assert sure.sure and sure.looked_closer and sure.familiar is False and sure.name == "red"
     assert sure.sentence.startswith("red (") and sure.sentence.endswith(
-        ", from a closer look at part of the photo"
+        ", after a closer look at part of the photo"
     )
     for name in ("knows pure red", "no reference"):  # an unfamiliar crop, or none known: never sure
         answer = verdict(answers[name])
         assert not answer.sure and answer.sentence.startswith(
             "Not sure; the whole photo and a closer look at part of it say: red ("
         ), name
+    assert verdict(answers["knows pure red"]).sentence.endswith(
+        ". The photo and the part looked at look unlike every training photo, so this may well be wrong"
+    )
+    assert "unlike" not in verdict(answers["no reference"]).sentence
     assert not verdict(answers["knows red"], sure=0.9).sure  # the threshold still applies
     whole = prediction.predict(model, photo, class_names=NAMES, reference=KNOWS_RED, look_closer=False)
     assert whole["crop_familiar"].iloc[0] is None and not verdict(whole).sure
