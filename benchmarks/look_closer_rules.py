@@ -337,7 +337,7 @@ def answers(
     sure: float,
     min_side: int = 0,
     skip_enlarged: bool = False,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """What each picture gets under `rule` (whole-photo answer when it is sure and familiar,
     or, with `skip_enlarged`, when it looks enlarged: `v["enlarged"]`): the answer's scores,
     whether the whole photo was sure and familiar, whether the rule changed it (a crop

@@ -698,7 +698,7 @@ def predict_many(
     temperature), so a looked-closer crop is chosen on the mean too; a photo is
     familiar when more than half of them find it so (with two, both must).
     Three averaged models named 1-2 points more of the held-out photos right than one
-    (1-2.5 points more of the unlike pictures, within the spread of training seeds), for
+    (1-3 points more of the unlike pictures, about the spread of training seeds), for
     2.2-2.8 times the time (`benchmarks/RESULTS.md`).
 
     Args:
