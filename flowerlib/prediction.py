@@ -961,7 +961,8 @@ def verdict(top: pd.DataFrame, sure: float = SURE_PROBABILITY, *, mass: float = 
     looked-closer answers from a familiar crop at `SURE_PROBABILITY` and up were
     right 469 of 499 times on unlike pictures (0.94), 19 of 20 on held-out photos, 15
     of 16 on web thumbnails; giving them as sure raised the sure answers from 0.263 to
-    0.367 of the unlike pictures, right 0.892 -> 0.906 (RESULTS.md).
+    0.367 of the unlike pictures, right 0.892 -> 0.906. A weaker model (the official
+    split), on photos nothing in its training saw: about 37 of 46 right (RESULTS.md).
 
     Args:
         top: one picture's table from `predict` (columns `index`, `name`,
