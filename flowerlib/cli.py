@@ -547,7 +547,7 @@ def cmd_predict(cfg: Config, args: argparse.Namespace) -> list[dict[str, Any]] |
         rows = table[table["source"] == position].drop(columns="source")
         position += 1
         answer = prediction.verdict(rows, sure)
-        box, crop_familiar = rows["box"].iloc[0], rows["crop_familiar"].iloc[0]
+        box = rows["box"].iloc[0]
         results.append(
             {
                 "image": source,
@@ -559,7 +559,7 @@ def cmd_predict(cfg: Config, args: argparse.Namespace) -> list[dict[str, Any]] |
                 "view": rows["view"].iloc[0],
                 "box": None if box is None else dict(zip(("top", "left", "side"), box, strict=True)),
                 "familiar": answer.familiar,
-                "crop_familiar": None if crop_familiar is None else bool(crop_familiar),
+                "crop_familiar": answer.crop_familiar,
                 "closer_skipped": answer.closer_skipped,
             }
         )

@@ -84,7 +84,12 @@ class Reference:
 
     def familiar(self, features: np.ndarray) -> np.ndarray:
         """True for each photo whose features lie within `threshold` of a training photo."""
-        return self.distance(features) <= self.threshold
+        return self.within(self.distance(features))
+
+    def within(self, distance: np.ndarray) -> np.ndarray:
+        """True for each of `distance`'s values (from `distance`) within `threshold`: `familiar`
+        for photos whose distances are already known."""
+        return np.asarray(distance) <= self.threshold
 
 
 def fit_reference(

@@ -631,7 +631,7 @@ def _score(
         probs.append(outputs[0])
         if reference is not None:
             distance = reference.distance(outputs[1])
-            votes.append(distance <= reference.threshold)
+            votes.append(reference.within(distance))
             far.append(distance / max(reference.threshold, 1e-12))
     familiar = [bool(f) for f in np.mean(votes, axis=0) > 0.5] if votes else [None] * len(batch)
     return np.mean(probs, axis=0), familiar, np.mean(far, axis=0) if far else np.full(len(batch), np.nan)
@@ -898,6 +898,9 @@ class Verdict:
         closer_skipped: `"small"` or `"enlarged"` when the model could not look
             closer at a not-sure photo (its crops would be blur; the sentence says
             so and what may help), else None.
+        crop_familiar: for a looked-closer answer, whether the crop that answered
+            looks like a training photo; None for a whole-photo answer or without a
+            reference.
     """
 
     sure: bool
@@ -909,6 +912,7 @@ class Verdict:
     looked_closer: bool = False
     familiar: bool | None = None
     closer_skipped: str | None = None
+    crop_familiar: bool | None = None
 
     def __str__(self) -> str:
         return self.sentence
@@ -977,7 +981,7 @@ def verdict(top: pd.DataFrame, sure: float = SURE_PROBABILITY, *, mass: float = 
 
     Returns:
         A `Verdict`: `sure`, `name`, `probability`, `candidates`, `sentence`,
-        `threshold`, `looked_closer`, `familiar`, `closer_skipped`.
+        `threshold`, `looked_closer`, `familiar`, `closer_skipped`, `crop_familiar`.
 
     Raises:
         PredictionError: `sure` or `mass` is not a probability in range, or `top`
@@ -1058,6 +1062,7 @@ def verdict(top: pd.DataFrame, sure: float = SURE_PROBABILITY, *, mass: float = 
         looked_closer=closer,
         familiar=familiar,
         closer_skipped=skipped if not is_sure else None,
+        crop_familiar=crop_familiar,
     )
 
 

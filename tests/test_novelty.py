@@ -22,6 +22,7 @@ def test_distance_is_the_cosine_distance_to_the_nearest_training_photo():
     d = ref.distance(np.array([[3.0, 0.0, 0.0], [0.0, 0.0, 1.0], [1.0, 1.0, 0.0], [-1.0, 0.0, 0.0]]))
     np.testing.assert_allclose(d, [0.0, 1.0, 1 - np.sqrt(0.5), 1.0], atol=1e-3)
     assert ref.familiar(np.array([[5.0, 0.1, 0.0], [0.0, 0.0, 1.0]])).tolist() == [True, False]
+    assert ref.within(d).tolist() == [True, False, True, False]  # the same rule on distances known already
 
 
 def test_the_threshold_lets_the_chosen_share_of_held_out_photos_through_and_stops_others():

@@ -708,6 +708,8 @@ def test_a_looked_closer_answer_is_sure_only_from_a_crop_that_looks_like_a_train
     assert answers["no reference"]["crop_familiar"].iloc[0] is None
     sure = verdict(answers["knows red"])
     assert sure.sure and sure.looked_closer and sure.familiar is False and sure.name == "red"
+    assert sure.crop_familiar is True and verdict(answers["knows pure red"]).crop_familiar is False
+    assert verdict(answers["no reference"]).crop_familiar is None
     assert sure.sentence.startswith("red (") and sure.sentence.endswith(
         ", after a closer look at part of the photo"
     )
