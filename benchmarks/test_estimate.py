@@ -51,7 +51,8 @@ import numpy as np
 SECTION = "test_estimate"
 VIEWS = {"whole photo": "probs", "with flip TTA": "probs_tta"}  # how a photo is scored: its key in the .npz
 DESIGNS = {
-    "nested": "validated on the next fold, trained on the other 16 photos per class (pessimistic: less data)",
+    "nested": "validated on the next fold (a separate one: not nested CV's inner loop), trained on the other "
+    "16 photos per class (pessimistic: less data)",
     "same-size": "trained on 18 photos per class, validated on the scored fold (optimistic: early stopping "
     "saw the scored photos)",
 }
@@ -97,6 +98,15 @@ def weighted(right: np.ndarray, labels: np.ndarray, weights: np.ndarray, n_boot:
 def interval(values: np.ndarray) -> str:
     low, high = np.quantile(values, [0.05, 0.95])
     return f"{low:.3f} to {high:.3f}"
+
+
+def costliest(right: np.ndarray, labels: np.ndarray, weights: np.ndarray, names, n: int = 5) -> str:
+    """The `n` classes that cost the test-weighted top-1 most: name, points lost, right of scored."""
+    lost = [(w * 100 * (1 - right[labels == c].mean()), c) for c, w in enumerate(weights)]
+    return ", ".join(
+        f"{names[c]} {points:.2f} ({int(right[labels == c].sum())} of {int((labels == c).sum())})"
+        for points, c in sorted(lost, reverse=True)[:n]
+    )
 
 
 def results_file(data_dir, label: str, design: str, n_folds: int, seed: int):
@@ -187,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     fold = folds_of(pool, args.folds, args.seed)
     labels = pool["label"].to_numpy()
-    rows, notes = [], []
+    rows, notes, costs = [], [], []
+    names = pool.drop_duplicates("label").set_index("label")["class_name"].sort_index().to_list()
 
     def add_rows(model: str, right: dict, labels, against: dict | None = None) -> None:
         """One row per view of `right`; the flip TTA's row also gives its gain over the whole photo."""
@@ -244,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
             against = {view: np.argmax(p, axis=1) == labels for view, p in against.items()}
         right = {view: np.argmax(p, axis=1) == labels for view, p in probs.items()}
         add_rows(model, right, labels, against)
+        costs.append(f"*{design}*, whole photo: " + costliest(right["whole photo"], labels, weights, names))
     if args.official:
         run = cfg.replace(run_name=f"estimate-{label}-official")
         result = train(run, table, verbose=0)
@@ -266,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
             "photos; the intervals (90 %) resample the scored photos within each class, the same draws for "
             "a paired difference (they leave out the training seed's spread).",
             common.markdown_table(rows),
+            "The classes that cost the estimate most (test share × error, in points of top-1; right "
+            "of the class's photos scored): " + "; ".join(costs) + ".",
         ]
     )
     print(body)
