@@ -77,6 +77,11 @@ def test_weights(cfg, num_classes: int) -> np.ndarray:
     return counts / counts.sum()
 
 
+def class_groups(labels: np.ndarray, num_classes: int) -> list[np.ndarray]:
+    """The positions of each class's photos in `labels`, class by class."""
+    return [np.flatnonzero(labels == c) for c in range(num_classes)]
+
+
 def weighted(right: np.ndarray, labels: np.ndarray, weights: np.ndarray, n_boot: int = 2000, seed: int = 0):
     """`(balanced, test-weighted, boot)` of one or more rows of right/wrong flags.
 
@@ -85,7 +90,7 @@ def weighted(right: np.ndarray, labels: np.ndarray, weights: np.ndarray, n_boot:
     within each class, the same draws for every row (so rows can be compared pairwise).
     """
     right = np.atleast_2d(right).astype(np.float64)
-    groups = [np.flatnonzero(labels == c) for c in range(weights.size)]
+    groups = class_groups(labels, weights.size)
     per_class = np.stack([right[:, g].mean(axis=1) for g in groups], axis=1)
     rng = np.random.default_rng(seed)
     boot = np.zeros((n_boot, right.shape[0]))
@@ -102,9 +107,12 @@ def interval(values: np.ndarray) -> str:
 
 def costliest(right: np.ndarray, labels: np.ndarray, weights: np.ndarray, names, n: int = 5) -> str:
     """The `n` classes that cost the test-weighted top-1 most: name, points lost, right of scored."""
-    lost = [(w * 100 * (1 - right[labels == c].mean()), c) for c, w in enumerate(weights)]
+    groups = class_groups(labels, weights.size)
+    lost = [
+        (w * 100 * (1 - right[g].mean()), c) for c, (w, g) in enumerate(zip(weights, groups, strict=True))
+    ]
     return ", ".join(
-        f"{names[c]} {points:.2f} ({int(right[labels == c].sum())} of {int((labels == c).sum())})"
+        f"{names[c]} {points:.2f} ({int(right[groups[c]].sum())} of {groups[c].size})"
         for points, c in sorted(lost, reverse=True)[:n]
     )
 
@@ -177,12 +185,12 @@ def main(argv: list[str] | None = None) -> int:
         )
     common.setup_tensorflow()
     import real_accuracy as ra
-    from unlike_accuracy import run_config
+    from unlike_accuracy import run_config, run_label
 
     from flowerlib.train import train
 
     designs = args.design or list(DESIGNS)
-    label = args.label or ("defaults" if not args.set else "-".join(s.replace("=", "_") for s in args.set))
+    label = args.label or run_label(None, args.set, "official")  # "official": no split in the name
     info = common.machine()
     print(common.machine_line(info))
     loads = [common.load_text()]
