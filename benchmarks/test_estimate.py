@@ -209,29 +209,37 @@ def main(argv: list[str] | None = None) -> int:
     names = pool.drop_duplicates("label").set_index("label")["class_name"].sort_index().to_list()
 
     def add_rows(model: str, right: dict, labels, against: dict | None = None) -> None:
-        """One row per view of `right`; the flip TTA's row also gives its gain over the whole photo."""
-        stacked = [*right.values(), *(against or {}).values()]
-        balanced, estimate, boot = weighted(np.stack(stacked), labels, weights)
-        for i, (view, flags) in enumerate(right.items()):
-            row = {
-                "model": model,
-                "scored": view,
-                "photos": len(flags),
-                "top-1 (balanced)": f"{balanced[i]:.3f}",
-                "test-weighted top-1": f"{estimate[i]:.3f}",
-                "90 % interval": interval(boot[:, i]),
-                "flip TTA's gain": "",
-            }
-            if i:
-                row["flip TTA's gain"] = (
-                    f"{estimate[i] - estimate[0]:+.3f} ({interval(boot[:, i] - boot[:, 0])})"
-                )
-            if against is not None:
-                j = len(right) + i
-                row[f"against {args.against}"] = (
-                    f"{estimate[i] - estimate[j]:+.3f} ({interval(boot[:, i] - boot[:, j])})"
-                )
-            rows.append(row)
+        """One row per view of `right`, then of `against` (the recipe compared with, on the same
+        photos); the flip TTA's row also gives its gain over the whole photo."""
+        sides = {model: right} | ({f"{args.against}, the same folds": against} if against is not None else {})
+        balanced, estimate, boot = weighted(
+            np.stack([flags for side in sides.values() for flags in side.values()]), labels, weights
+        )
+        j = 0
+        for name, side in sides.items():
+            for i, (view, flags) in enumerate(side.items()):
+                row = {
+                    "model": name,
+                    "scored": view,
+                    "photos": len(flags),
+                    "top-1 (balanced)": f"{balanced[j]:.3f}",
+                    "test-weighted top-1": f"{estimate[j]:.3f}",
+                    "90 % interval": interval(boot[:, j]),
+                    "flip TTA's gain": "",
+                }
+                if i:
+                    row["flip TTA's gain"] = (
+                        f"{estimate[j] - estimate[j - i]:+.3f} ({interval(boot[:, j] - boot[:, j - i])})"
+                    )
+                if against is not None:
+                    other = j + len(right) if side is right else None
+                    row[f"against {args.against}"] = (
+                        f"{estimate[j] - estimate[other]:+.3f} ({interval(boot[:, j] - boot[:, other])})"
+                        if other is not None
+                        else ""
+                    )
+                rows.append(row)
+                j += 1
 
     image_ids = pool["image_id"].to_numpy()
     for design in designs:
