@@ -33,7 +33,7 @@ Every fold's run is kept under the data directory's `runs/`
 beside them (`estimate-<label>-<design>-fold_of<n>-seed_<s>.npz`: each photo's probabilities,
 whole and with flip TTA); a rerun reuses each
 finished run and says so. `--against LABEL` compares a recipe with one run before on the
-same folds: the difference of the two estimates, photo by photo, with its interval.
+same folds: both estimates, and their difference photo by photo with its interval.
 
     .venv/bin/python benchmarks/test_estimate.py --official         # both designs, 10 folds: about an hour on 2 cores
     .venv/bin/python benchmarks/test_estimate.py --design nested --set label_smoothing=0.2 --against defaults
@@ -208,10 +208,10 @@ def main(argv: list[str] | None = None) -> int:
     rows, notes, costs = [], [], []
     names = pool.drop_duplicates("label").set_index("label")["class_name"].sort_index().to_list()
 
-    def add_rows(model: str, right: dict, labels, against: dict | None = None) -> None:
+    def add_rows(model: str, right: dict, labels, against: dict | None = None, design: str = "") -> None:
         """One row per view of `right`, then of `against` (the recipe compared with, on the same
         photos); the flip TTA's row also gives its gain over the whole photo."""
-        sides = {model: right} | ({f"{args.against}, the same folds": against} if against is not None else {})
+        sides = {model: right} | ({f"{args.against}, {design}, the same folds": against} if against else {})
         balanced, estimate, boot = weighted(
             np.stack([flags for side in sides.values() for flags in side.values()]), labels, weights
         )
@@ -270,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
             against = load_probs(args.data_dir, args.against, design, args.folds, args.seed, image_ids)
             against = {view: np.argmax(p, axis=1) == labels for view, p in against.items()}
         right = {view: np.argmax(p, axis=1) == labels for view, p in probs.items()}
-        add_rows(model, right, labels, against)
+        add_rows(model, right, labels, against, design)
         costs.append(f"*{design}*, whole photo: " + costliest(right["whole photo"], labels, weights, names))
     if args.official:
         run = cfg.replace(run_name=f"estimate-{label}-official")
