@@ -215,6 +215,11 @@ def main(argv: list[str] | None = None) -> int:
         balanced, estimate, boot = weighted(
             np.stack([flags for side in sides.values() for flags in side.values()]), labels, weights
         )
+
+        def change(a: int, b: int) -> str:
+            """Row `a`'s estimate less row `b`'s, with the paired interval."""
+            return f"{estimate[a] - estimate[b]:+.3f} ({interval(boot[:, a] - boot[:, b])})"
+
         j = 0
         for name, side in sides.items():
             for i, (view, flags) in enumerate(side.items()):
@@ -225,19 +230,10 @@ def main(argv: list[str] | None = None) -> int:
                     "top-1 (balanced)": f"{balanced[j]:.3f}",
                     "test-weighted top-1": f"{estimate[j]:.3f}",
                     "90 % interval": interval(boot[:, j]),
-                    "flip TTA's gain": "",
+                    "flip TTA's gain": change(j, j - i) if i else "",
                 }
-                if i:
-                    row["flip TTA's gain"] = (
-                        f"{estimate[j] - estimate[j - i]:+.3f} ({interval(boot[:, j] - boot[:, j - i])})"
-                    )
-                if against is not None:
-                    other = j + len(right) if side is right else None
-                    row[f"against {args.against}"] = (
-                        f"{estimate[j] - estimate[other]:+.3f} ({interval(boot[:, j] - boot[:, other])})"
-                        if other is not None
-                        else ""
-                    )
+                if against:  # the recipe's rows give their difference from the same view of `against`
+                    row[f"against {args.against}"] = change(j, j + len(right)) if side is right else ""
                 rows.append(row)
                 j += 1
 
